@@ -1,0 +1,1 @@
+"""Config files shipped with lmforge (data only)."""

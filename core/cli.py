@@ -1,0 +1,120 @@
+"""The ``lmforge`` command line.
+
+``lmforge train [overrides]`` hands its arguments to Hydra, so the override grammar and
+Hydra's flags (``--cfg job``, ``--help``, ``-m``, ``hydra.run.dir=...``) all work.
+``lmforge plugins`` lists what is installed without importing torch or spaCy. Plugins
+add their own sub-commands through the ``register_commands`` hook.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+from lmforge import __version__
+from lmforge.errors import LmforgeError
+from lmforge.loader import load_plugins
+
+log = logging.getLogger("lmforge")
+
+USAGE = """usage: lmforge <command> [arguments]
+
+commands:
+  train [overrides]   collect, preprocess, tokenize, train and evaluate (Hydra overrides; --help for more)
+  plugins [--json]    list installed plugins, their components and config options
+{extra}
+Run 'lmforge train --help' for the config groups and their options."""
+
+
+def train(argv: list[str]) -> int:
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from lmforge import hydra_bridge
+
+    hydra_bridge.install()
+
+    @hydra.main(config_path="pkg://lmforge.conf", config_name="train", version_base="1.3")
+    def task(cfg) -> float:
+        from lmforge.run import train as run_train
+
+        runtime = HydraConfig.get().runtime
+        try:
+            return run_train(cfg, Path(runtime.output_dir), Path(runtime.cwd))
+        except LmforgeError as exc:
+            if HydraConfig.get().mode.name == "MULTIRUN":
+                raise  # the sweeper records the failed trial and goes on
+            log.error("%s", exc)
+            raise SystemExit(2) from None
+
+    sys.argv = ["lmforge", *argv]
+    task()
+    return 0
+
+
+def plugins(argv: list[str]) -> int:
+    from lmforge.hydra_bridge import config_options
+
+    _, registry = load_plugins()
+    by_dist: dict[tuple[str, str], dict] = {}
+    for kind, entries in registry.components.items():
+        for name, entry in sorted(entries.items()):
+            p = entry.provenance
+            by_dist.setdefault((p.distribution, p.version), {"components": {}, "options": {}})
+            by_dist[(p.distribution, p.version)]["components"].setdefault(kind, []).append(name)
+    own = ("lmforge", __version__)
+    by_dist.setdefault(own, {"components": {}, "options": {}})["options"] = config_options("lmforge.conf")
+    by_dist[own]["options"]["experiment"] = _experiments()
+    for package, p in registry.config_packages:
+        by_dist.setdefault((p.distribution, p.version), {"components": {}, "options": {}})["options"] = config_options(package)
+    broken = [{"distribution": b.provenance.distribution, "version": b.provenance.version, "entry_point": b.provenance.plugin, "error": b.error} for b in registry.broken]
+    disabled = sorted({f"{p.distribution} {p.version}" for p in registry.disabled})
+    if "--json" in argv:
+        plugins_json = [{"distribution": d, "version": v, **info} for (d, v), info in sorted(by_dist.items())]
+        print(json.dumps({"plugins": plugins_json, "broken": broken, "disabled": disabled}, indent=2))
+        return 0
+    for (dist, version), info in sorted(by_dist.items(), key=lambda kv: (kv[0][0] != "lmforge", kv[0])):
+        print(f"{dist} {version}")
+        for kind, names in info["components"].items():
+            print(f"  {kind:<13} {', '.join(names)}")
+        options = [f"{group}={name}" for group, names in info["options"].items() for name in names]
+        if options:
+            print(f"  {'options':<13} {', '.join(options)}")
+    for b in broken:
+        print(f"BROKEN {b['distribution']} {b['version']} (entry point {b['entry_point']!r}): {b['error']}")
+    for d in disabled:
+        print(f"disabled {d} (LMFORGE_DISABLE_PLUGIN_AUTOLOAD is set)")
+    return 0
+
+
+def _experiments() -> list[str]:
+    import importlib.resources as resources
+
+    return sorted(f.name[:-5] for f in resources.files("lmforge.experiments").iterdir() if f.name.endswith(".yaml"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    _, registry = load_plugins()
+    commands = {"train": train, "plugins": plugins} | {n: c.function for n, c in registry.commands.items()}
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        extra = "".join(f"  {n:<19} {c.help} ({c.provenance})\n" for n, c in sorted(registry.commands.items()))
+        print(USAGE.format(extra=extra))
+        return 0
+    if argv[0] == "--version":
+        print(f"lmforge {__version__}")
+        return 0
+    if argv[0] not in commands:
+        print(f"lmforge: unknown command {argv[0]!r}; choose one of: {', '.join(sorted(commands))}", file=sys.stderr)
+        return 2
+    try:
+        return commands[argv[0]](argv[1:]) or 0
+    except LmforgeError as exc:
+        print(f"lmforge: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

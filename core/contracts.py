@@ -1,0 +1,293 @@
+"""The contracts every component kind fulfils.
+
+A component is a class that a plugin hands to a registration hook (see
+``lmforge.hookspecs``). Each class carries three things:
+
+``name``
+    The registered name. It is also the file name of the plugin module and the name of
+    the config option (``plugins/models/transformer.py`` registers ``transformer``,
+    configured by ``conf/model/transformer.yaml`` and selected as ``model=transformer``).
+``Config``
+    A dataclass: the typed schema of the component's config node. Its fields are the
+    keys of the YAML option, with their types and defaults. A key that is not a field,
+    or a value of the wrong type, fails before any work starts.
+``__init__(config)``
+    The component is built from an instance of its own ``Config`` and nothing else:
+    never from the whole run config. Runtime inputs (the vocabulary size, a tokenizer)
+    are passed to the methods that need them.
+
+Importing a component's module must be cheap: keep torch, spaCy and other heavy
+imports inside the methods that use them, so that discovery and ``lmforge plugins``
+stay fast.
+
+This module imports nothing heavy; tensor types appear only in docstrings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Iterator
+
+if TYPE_CHECKING:
+    import torch
+
+
+# kind -> the Hydra config group that selects it
+KIND_GROUPS = {
+    "collector": "collector",
+    "preprocessor": "preprocess",
+    "tokenizer": "tokenizer",
+    "architecture": "model",
+    "tuner": "tuner",
+}
+
+
+@dataclass
+class Document:
+    """One document as it flows from a collector through preprocessing to the tokenizer.
+
+    ``id`` is stable across runs for the same input (a path, a URL, a post id), so that
+    the train/validation split, deduplication and resume are deterministic.
+    """
+
+    id: str
+    text: str
+    source: str  # the collector that produced it
+    uri: str = ""  # where it came from: file://, https://, git commit path
+    license: str = ""  # SPDX identifier or free text, "" when unknown
+    meta: dict[str, Any] = field(default_factory=dict)  # JSON-serialisable extras
+
+
+@dataclass
+class NoConfig:
+    """Schema for components that take no options."""
+
+
+class Component:
+    """Base of every component kind. Subclass one of the kinds below, not this."""
+
+    kind: ClassVar[str]
+    name: ClassVar[str]
+    Config: ClassVar[type] = NoConfig
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config if config is not None else self.Config()
+
+    def cache_token(self) -> str:
+        """Inputs outside the config that change this component's output.
+
+        The stage cache key already covers the config and the plugin's version. Return
+        anything else that matters, such as the Python version for a collector that reads
+        the standard library, or a data file's modification time. The default is none.
+        """
+        return ""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config!r})"
+
+
+class Collector(Component):
+    """Produces documents: the first stage of every run.
+
+    Contract:
+
+    - ``documents`` is a generator. It must stream: yield documents as they are read and
+      never build the whole corpus in memory, so that a collector can produce millions.
+    - Iteration order is deterministic for the same config and ``cache_token``. The stage
+      runner resumes an interrupted collection by skipping the documents it already
+      stored, which relies on this order. A collector whose order cannot be repeated
+      (a crawler) keeps its own resume state in ``workdir`` instead.
+    - ``workdir`` survives an interrupted run and is removed once the stage completes.
+    - Skipped inputs are counted in ``stats`` by reason, as ``stats["skipped:binary"] += 1``;
+      the counts go into the collection report.
+    """
+
+    kind = "collector"
+
+    def documents(self, workdir: Path, stats: Counter) -> Iterator[Document]:
+        raise NotImplementedError
+
+
+class Preprocessor(Component):
+    """One step of the text pipeline between collection and tokenization.
+
+    Contract:
+
+    - Instances are pickled to worker processes before ``setup`` runs, so keep heavy
+      state (a spaCy pipeline) out of ``__init__`` and create it in ``setup``.
+    - ``setup`` runs once per process before the first ``process`` call.
+    - ``process`` takes an iterable of documents (one shard) and yields those it keeps,
+      possibly changed. A dropped document is not yielded; count it in ``stats`` with
+      its reason, as ``stats["dropped:too_short"] += 1``.
+    - A step that must see every document in one process (corpus-wide deduplication)
+      sets ``parallel = False``; it then runs in the main process, shard after shard.
+    """
+
+    kind = "preprocessor"
+    parallel: ClassVar[bool] = True
+
+    def setup(self) -> None:
+        """Load heavy state. Called once per process, after unpickling."""
+
+    def process(self, docs: Iterable[Document], stats: Counter) -> Iterator[Document]:
+        raise NotImplementedError
+
+
+class Tokenizer(Component):
+    """Turns text into token ids and back, and saves itself as a ``tokenizer.json``.
+
+    Contract:
+
+    - ``train`` learns a vocabulary from a stream of texts. A tokenizer that needs no
+      training (bytes) sets ``trainable = False``; ``train`` is then not called.
+    - ``save(path)`` writes a Hugging Face ``tokenizer.json`` that
+      ``transformers.PreTrainedTokenizerFast(tokenizer_file=path)`` loads and that gives
+      the same ids; ``load(path)`` restores a saved tokenizer into this instance.
+    - ``special_ids`` maps roles to ids. Roles used by the trainer: ``eos`` (appended
+      after each document for causal LMs), ``pad``, ``mask``, ``cls``, ``sep``, ``unk``.
+    """
+
+    kind = "tokenizer"
+    trainable: ClassVar[bool] = True
+
+    def train(self, texts: Iterator[str]) -> None:
+        raise NotImplementedError
+
+    def save(self, path: Path) -> None:
+        raise NotImplementedError
+
+    def load(self, path: Path) -> None:
+        raise NotImplementedError
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        raise NotImplementedError
+
+    def decode(self, ids: list[int]) -> str:
+        raise NotImplementedError
+
+    @property
+    def vocab_size(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def special_ids(self) -> dict[str, int]:
+        raise NotImplementedError
+
+
+@dataclass
+class LMOutput:
+    """What a language model's ``forward`` returns.
+
+    ``logits``: (B, T, V). ``attention``: one (B, H, T, S) tensor per layer when
+    ``return_attention=True`` was passed, else None. ``cache``: the updated KV cache
+    when one was passed, else None.
+    """
+
+    logits: "torch.Tensor"
+    attention: list["torch.Tensor"] | None = None
+    cache: Any = None
+
+
+class Architecture(Component):
+    """Builds a ``torch.nn.Module`` language model. Selected by the ``model`` group.
+
+    ``objective`` tells the trainer how to train the model: ``"causal"`` (next-token
+    prediction, windows shifted by one) or ``"masked"`` (masked-LM, BERT-style). The
+    trainer picks the batch collation and loss from it, so ``model=<name>`` is all a
+    user types.
+
+    The module returned by ``build`` must provide:
+
+    - ``forward(idx, *, cache=None, return_attention=False) -> LMOutput`` with ``idx`` a
+      (B, T) long tensor. With ``cache`` (from ``init_cache``) it decodes incrementally:
+      ``idx`` holds only the new positions and the cache advances by T.
+    - ``num_params(non_embedding: bool = True) -> int``.
+    - ``flops_per_token(seq_len: int) -> float``: training FLOPs (forward + backward)
+      per token, for throughput and MFU.
+    - ``supports_cache: bool`` and, when true, ``init_cache(batch_size, max_len)``.
+
+    Distributed training goes through Lightning strategies, so the module must be a
+    plain ``nn.Module`` with no process-group logic of its own.
+    """
+
+    kind = "architecture"
+    objective: ClassVar[str] = "causal"
+
+    def build(self, vocab_size: int, max_seq_len: int) -> "torch.nn.Module":
+        raise NotImplementedError
+
+
+@dataclass
+class Param:
+    """One dimension of a search space.
+
+    ``kind`` is ``"float"`` or ``"int"`` (with ``low``, ``high`` and optional ``log``) or
+    ``"choice"`` (with ``choices``). The name is a config key path, such as
+    ``optimizer.lr``.
+    """
+
+    name: str
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list[Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind == "choice":
+            if not self.choices:
+                raise ValueError(f"parameter {self.name!r}: a choice needs at least one option")
+        elif self.kind in ("float", "int"):
+            if self.low is None or self.high is None or not self.low <= self.high:
+                raise ValueError(f"parameter {self.name!r}: needs low <= high, got {self.low}, {self.high}")
+            if self.log and self.low <= 0:
+                raise ValueError(f"parameter {self.name!r}: a log scale needs low > 0, got {self.low}")
+        else:
+            raise ValueError(f"parameter {self.name!r}: kind must be float, int or choice, got {self.kind!r}")
+
+
+@dataclass
+class Trial:
+    """One point the tuner asked to evaluate. ``number`` is stable across a resumed sweep."""
+
+    number: int
+    params: dict[str, Any]
+
+
+class Tuner(Component):
+    """Proposes hyperparameters by ask and tell. Selected by the ``tuner`` group.
+
+    Contract:
+
+    - ``start(space, budget, num_workers, seed)`` is called once before the first ask.
+      ``budget`` is the total number of trials; ``num_workers`` how many run at once.
+    - ``ask()`` returns the next trial, or None once the tuner has nothing left to
+      propose (a finished grid). Up to ``num_workers`` trials may be pending at once.
+    - ``tell(trial, value)`` reports the objective to minimise. A failed trial is told
+      ``math.inf``. The sweeper converts maximisation into minimisation.
+    - The same seed and the same told values give the same asks, so that a resumed
+      sweep replays its finished trials and carries on where it stopped.
+    """
+
+    kind = "tuner"
+
+    def start(self, space: list[Param], budget: int, num_workers: int, seed: int) -> None:
+        raise NotImplementedError
+
+    def ask(self) -> Trial | None:
+        raise NotImplementedError
+
+    def tell(self, trial: Trial, value: float) -> None:
+        raise NotImplementedError
+
+
+def config_fields(cls: type[Component]) -> dict[str, Any]:
+    """The option keys of a component and their defaults, for docs and listings."""
+    return {
+        f.name: (f.default if f.default is not dataclasses.MISSING else None)
+        for f in dataclasses.fields(cls.Config)
+    }
+

@@ -1,0 +1,78 @@
+"""``collector=stdlib``: the running interpreter's standard library as a corpus.
+
+About 12 MB of real Python code and docstrings (test folders excluded) that every
+machine has, offline. Files are read in sorted order, so the corpus is the same for the
+same Python version.
+"""
+
+from __future__ import annotations
+
+import platform
+import sysconfig
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+from lmforge import hookimpl
+from lmforge.contracts import Collector, Document
+
+TEST_FOLDERS = {"test", "tests", "idle_test"}
+NOT_STDLIB = {"site-packages", "dist-packages", "__pycache__"}
+
+
+@dataclass
+class StdlibConfig:
+    include_tests: bool = False
+    globs: List[str] = field(default_factory=lambda: ["**/*.py"])
+    max_bytes: Optional[int] = None
+
+
+class Stdlib(Collector):
+    name = "stdlib"
+    Config = StdlibConfig
+
+    @property
+    def root(self) -> Path:
+        return Path(sysconfig.get_paths()["stdlib"])
+
+    def cache_token(self) -> str:
+        return f"python-{platform.python_version()}-{platform.python_implementation()}"
+
+    def files(self) -> list[Path]:
+        skip = NOT_STDLIB if self.config.include_tests else NOT_STDLIB | TEST_FOLDERS
+        found = {p for pattern in self.config.globs for p in self.root.glob(pattern) if p.is_file()}
+        return sorted(p for p in found if not skip.intersection(p.relative_to(self.root).parts[:-1]))
+
+    def documents(self, workdir: Path, stats: Counter) -> Iterator[Document]:
+        budget = self.config.max_bytes
+        version = platform.python_version()
+        for path in self.files():
+            raw = path.read_bytes()
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                stats["skipped:not_utf8"] += 1
+                continue
+            if not text.strip():
+                stats["skipped:empty"] += 1
+                continue
+            if budget is not None and len(raw) > budget:
+                stats["skipped:over_budget"] += 1
+                return
+            if budget is not None:
+                budget -= len(raw)
+            rel = path.relative_to(self.root).as_posix()
+            yield Document(
+                id=f"stdlib/{rel}",
+                text=text,
+                source=self.name,
+                uri=path.as_uri(),
+                license="PSF-2.0",
+                meta={"python": version, "path": rel},
+            )
+
+
+@hookimpl
+def register_collectors(register):
+    register(Stdlib)

@@ -1,0 +1,267 @@
+"""The network behind ``model=transformer``: a GPT-style decoder-only Transformer.
+
+Reads top to bottom: norms and rotary embeddings, the KV cache, attention, the MLP, the
+block, then the model. The config schema lives in ``transformer.py``.
+Shapes: B batch, T new positions, S attended positions (cached + new), C = n_embd,
+H query heads, Hkv key/value heads, D head dim, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from lmforge.contracts import LMOutput
+
+
+def make_norm(config) -> nn.Module:
+    if config.norm == "rmsnorm":
+        return nn.RMSNorm(config.n_embd, eps=1e-5)  # Zhang & Sennrich 2019; has no bias
+    return nn.LayerNorm(config.n_embd, eps=1e-5, bias=config.bias)
+
+
+def rope_tables(head_dim: int, max_seq_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of the rotation angles, (max_seq_len, D). RoPE: Su et al. 2021."""
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)  # (D/2,)
+    angles = torch.outer(torch.arange(max_seq_len, dtype=torch.float32), inv_freq)  # (T, D/2)
+    angles = torch.cat([angles, angles], dim=-1)  # (T, D): rotate-half pairing, as GPT-NeoX
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    # x: (B, H, T, D); cos, sin: (T, D). Rotation in float32 so bf16 keeps long positions apart.
+    x1, x2 = x.float().chunk(2, dim=-1)
+    rotated = torch.cat([-x2, x1], dim=-1)
+    return (x.float() * cos + rotated * sin).type_as(x)
+
+
+def causal_mask(T: int, S: int, device=None) -> torch.Tensor:
+    """(T, S) bool, True where the query may attend: the T queries are the last T of S positions."""
+    offset = S - T
+    return torch.arange(S, device=device)[None, :] <= torch.arange(offset, S, device=device)[:, None]
+
+
+class KVCache:
+    """Preallocated keys and values of every layer for incremental decoding.
+
+    ``k[i]`` and ``v[i]`` are (B, Hkv, max_len, D); ``pos`` counts the positions filled.
+    Attention layers write through ``update``; ``GPT.forward`` advances ``pos`` once all
+    layers have seen the chunk.
+    """
+
+    def __init__(self, n_layer, batch_size, n_kv_head, max_len, head_dim, device=None, dtype=None):
+        shape = (batch_size, n_kv_head, max_len, head_dim)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
+        self.batch_size = batch_size
+        self.max_len = max_len
+        self.pos = 0
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        end = self.pos + k.size(2)
+        self.k[layer][:, :, self.pos : end] = k
+        self.v[layer][:, :, self.pos : end] = v
+        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]  # (B, Hkv, S, D)
+
+    def reset(self) -> None:
+        self.pos = 0
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head attention with grouped-query key/value heads (GQA: Ainslie et al. 2023)."""
+
+    def __init__(self, config, layer_idx: int):
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.n_head = config.n_head
+        self.n_kv_head = config.n_kv_head or config.n_head
+        self.head_dim = config.n_embd // config.n_head
+        kv_dim = self.n_kv_head * self.head_dim
+        self.qkv = nn.Linear(config.n_embd, config.n_embd + 2 * kv_dim, bias=config.bias)
+        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = config.dropout
+        self.resid_drop = nn.Dropout(config.dropout)
+
+    def forward(self, x, rope=None, cache=None, return_attention=False):
+        B, T, C = x.shape
+        kv_dim = self.n_kv_head * self.head_dim
+        q, k, v = self.qkv(x).split([C, kv_dim, kv_dim], dim=-1)
+        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+        k = k.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
+        v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        if cache is not None:
+            k, v = cache.update(self.layer_idx, k, v)  # (B, Hkv, S, D)
+        S = k.size(2)
+        if self.n_kv_head != self.n_head:  # each key/value head serves n_head / n_kv_head query heads
+            repeat = self.n_head // self.n_kv_head
+            k = k.repeat_interleave(repeat, dim=1)  # (B, H, S, D)
+            v = v.repeat_interleave(repeat, dim=1)
+        dropout = self.dropout if self.training else 0.0
+
+        att = None
+        if return_attention:
+            scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)  # (B, H, T, S)
+            scores = scores.masked_fill(~causal_mask(T, S, x.device), float("-inf"))
+            att = F.softmax(scores.float(), dim=-1).type_as(q)
+            y = F.dropout(att, dropout, self.training) @ v  # (B, H, T, D)
+        elif S == T:  # no cache, or its prefill: the flash kernel's causal path
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+        elif T == 1:  # one new token sees every cached position
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+        else:  # a chunk after a cached prefix: is_causal would align the mask top-left
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(T, S, x.device), dropout_p=dropout)
+
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+        return self.resid_drop(self.proj(y)), att
+
+
+class MLP(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.swiglu = config.mlp == "swiglu"
+        if self.swiglu:
+            # SwiGLU (Shazeer 2020): 2/3 of the width keeps the parameter count of a GELU MLP
+            hidden = round(2 * config.mlp_ratio * config.n_embd / 3)
+            hidden = -(-hidden // 64) * 64
+            self.fc = nn.Linear(config.n_embd, 2 * hidden, bias=config.bias)  # gate and up, fused
+        else:
+            hidden = round(config.mlp_ratio * config.n_embd)
+            self.fc = nn.Linear(config.n_embd, hidden, bias=config.bias)
+        self.proj = nn.Linear(hidden, config.n_embd, bias=config.bias)
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x):  # (B, T, C)
+        h = self.fc(x)
+        if self.swiglu:
+            gate, up = h.chunk(2, dim=-1)
+            h = F.silu(gate) * up  # (B, T, hidden)
+        else:
+            h = F.gelu(h)
+        return self.drop(self.proj(h))
+
+
+class Block(nn.Module):
+    """Pre-norm residual block (Xiong et al. 2020): the residual stream is never normalised."""
+
+    def __init__(self, config, layer_idx: int):
+        super().__init__()
+        self.norm1 = make_norm(config)
+        self.attn = CausalSelfAttention(config, layer_idx)
+        self.norm2 = make_norm(config)
+        self.mlp = MLP(config)
+
+    def forward(self, x, rope=None, cache=None, return_attention=False):
+        y, att = self.attn(self.norm1(x), rope, cache, return_attention)
+        x = x + y
+        x = x + self.mlp(self.norm2(x))
+        return x, att
+
+
+class GPT(nn.Module):
+    supports_cache = True
+
+    def __init__(self, config, vocab_size: int, max_seq_len: int):
+        super().__init__()
+        self.config = config
+        self.vocab_size = vocab_size
+        self.max_seq_len = max_seq_len
+        self.n_kv_head = config.n_kv_head or config.n_head
+        self.head_dim = config.n_embd // config.n_head
+
+        self.wte = nn.Embedding(vocab_size, config.n_embd)
+        self.wpe = nn.Embedding(max_seq_len, config.n_embd) if config.pos == "learned" else None
+        if config.pos == "rope":
+            if self.head_dim % 2:
+                raise ValueError(
+                    f"RoPE needs an even head size, but model.n_embd={config.n_embd} / "
+                    f"model.n_head={config.n_head} = {self.head_dim}: change either, or set model.pos=learned"
+                )
+            cos, sin = rope_tables(self.head_dim, max_seq_len, config.rope_theta)
+            self.register_buffer("rope_cos", cos, persistent=False)  # (max_seq_len, D)
+            self.register_buffer("rope_sin", sin, persistent=False)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
+        self.norm_f = make_norm(config)
+        self.lm_head = nn.Linear(config.n_embd, vocab_size, bias=False)
+        if config.tie_embeddings:  # Press & Wolf 2017
+            self.lm_head.weight = self.wte.weight
+
+        # GPT-2 init (Radford et al. 2019): residual outputs scaled so the stream's variance
+        # does not grow with depth
+        self.apply(self._init_weights)
+        for block in self.blocks:
+            for linear in (block.attn.proj, block.mlp.proj):
+                nn.init.normal_(linear.weight, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def init_cache(self, batch_size: int, max_len: int, device=None, dtype=None) -> KVCache:
+        if max_len > self.max_seq_len:
+            raise ValueError(
+                f"a KV cache of {max_len} positions exceeds the model's max_seq_len={self.max_seq_len}: "
+                f"pass max_len <= {self.max_seq_len}"
+            )
+        weight = self.wte.weight
+        return KVCache(
+            len(self.blocks), batch_size, self.n_kv_head, max_len, self.head_dim,
+            device=device or weight.device, dtype=dtype or weight.dtype,
+        )
+
+    def forward(self, idx: torch.Tensor, *, cache: KVCache | None = None, return_attention: bool = False):
+        B, T = idx.shape
+        pos = 0
+        if cache is not None:
+            pos = cache.pos
+            if pos + T > cache.max_len:
+                raise ValueError(
+                    f"the KV cache holds {pos} of {cache.max_len} positions and cannot take {T} more: "
+                    f"create it with a larger max_len (init_cache) or start a new one"
+                )
+            if B != cache.batch_size:
+                raise ValueError(f"idx has batch size {B} but the KV cache was created for {cache.batch_size}")
+        elif T > self.max_seq_len:
+            raise ValueError(
+                f"the input has {T} positions but the model was built for max_seq_len={self.max_seq_len}: "
+                f"crop the input to its last {self.max_seq_len} tokens"
+            )
+
+        x = self.wte(idx)  # (B, T, C)
+        if self.wpe is not None:
+            x = x + self.wpe(torch.arange(pos, pos + T, device=idx.device))  # (T, C) broadcast
+        x = self.drop(x)
+        rope = None
+        if self.wpe is None:
+            rope = (self.rope_cos[pos : pos + T], self.rope_sin[pos : pos + T])  # (T, D) each
+
+        attention = [] if return_attention else None
+        for block in self.blocks:
+            x, att = block(x, rope, cache, return_attention)
+            if return_attention:
+                attention.append(att)  # (B, H, T, S)
+        if cache is not None:
+            cache.pos += T
+
+        logits = self.lm_head(self.norm_f(x))  # (B, T, V)
+        return LMOutput(logits=logits, attention=attention, cache=cache)
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        """Parameters, a tied matrix once; ``non_embedding`` drops the position table (nanoGPT)."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding and self.wpe is not None:
+            n -= self.wpe.weight.numel()
+        return n
+
+    def flops_per_token(self, seq_len: int) -> float:
+        """Training FLOPs per token, forward and backward (PaLM appendix B, Chowdhery et al. 2022)."""
+        c = self.config
+        return 6 * self.num_params(non_embedding=True) + 12 * c.n_layer * c.n_embd * seq_len

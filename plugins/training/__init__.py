@@ -1,0 +1,1 @@
+"""Lightning training engine used by the run wiring."""
