@@ -57,7 +57,8 @@ def train(cfg: DictConfig, run_dir: Path, launch_dir: Path) -> float:
     with cache.open("collect", collect_key) as stage:
         report = stage.report() if stage.hit else corpus.collect(collector, stage.dir)
     if report["documents"] == 0:
-        raise DataError(f"collector={collector.name} produced no documents ({report['counts']}): check the collector.* options")
+        keys = ", ".join(f"collector.{k}" for k in vars(spec.collector.config)) or "the collector option"
+        raise DataError(f"collector={collector.name} produced no documents (skipped: {report['counts'] or 'none'}): check {keys}")
 
     steps = [s.build() for s in spec.steps]
     log.info("preprocess: %s", " -> ".join(s.name for s in steps) or "none")
@@ -89,7 +90,7 @@ def train(cfg: DictConfig, run_dir: Path, launch_dir: Path) -> float:
     module = LMModule(model, architecture.objective, spec.optimizer, spec.scheduler, trainer_cfg.max_steps, trainer_cfg.gradient_clip_val, trainer_cfg.log_every_n_steps)
 
     throughput = Throughput(spec.data.batch_size * spec.data.seq_len)
-    callbacks = runtime.callbacks(run_dir, trainer_cfg) + [throughput]
+    callbacks = runtime.callbacks(run_dir, trainer_cfg, logging=spec.logger.name != "none") + [throughput]
     for extra in load_plugins()[0].hook.train_callbacks(run_dir=run_dir):
         callbacks += list(extra or [])
     trainer = L.Trainer(**runtime.trainer_kwargs(trainer_cfg), callbacks=callbacks, logger=runtime.logger(spec.logger, run_dir), default_root_dir=run_dir)

@@ -128,14 +128,24 @@ def token_stats(folder: Path) -> dict:
 
 
 def split_tokens(folder: Path, val_fraction: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """Concatenate the documents of each split; returns (train, val, bytes per token)."""
-    train, val, nbytes, ntok = [], [], 0, 0
-    for shard in load_shards(folder):
-        is_val = is_validation(shard.id_hash, val_fraction)
+    """Concatenate the documents of each split; returns (train, val, bytes per token).
+
+    A corpus too small for any document to fall in the validation share still gets one:
+    the document whose id hash ranks first, so the split stays deterministic.
+    """
+    shards = load_shards(folder)
+    flags = [is_validation(s.id_hash, val_fraction) for s in shards]
+    ndocs = sum(len(f) for f in flags)
+    if ndocs > 1 and not any(f.any() for f in flags):
+        ranks = [(int((s.id_hash % np.uint64(1_000_000)).min()), i) for i, s in enumerate(shards) if len(s.id_hash)]
+        i = min(ranks)[1]
+        flags[i][np.argmin(shards[i].id_hash % np.uint64(1_000_000))] = True
+    train, val = [], []
+    for shard, is_val in zip(shards, flags):
         for i, flag in enumerate(is_val):
             (val if flag else train).append(shard.tokens[shard.offsets[i] : shard.offsets[i + 1]])
-        nbytes, ntok = nbytes + shard.text_bytes, ntok + int(shard.offsets[-1])
     if not train and not val:
         raise DataError("the tokenized corpus is empty: the collector and preprocess steps produced no text")
+    nbytes, ntok = sum(s.text_bytes for s in shards), sum(int(s.offsets[-1]) for s in shards)
     cat = lambda parts: np.concatenate(parts) if parts else np.zeros(0, np.int64)  # noqa: E731
     return cat(train), cat(val), nbytes / max(ntok, 1)

@@ -7,7 +7,9 @@ same Python version.
 
 from __future__ import annotations
 
+import os
 import platform
+import re
 import sysconfig
 from collections import Counter
 from dataclasses import dataclass, field
@@ -28,6 +30,12 @@ class StdlibConfig:
     max_bytes: Optional[int] = None
 
 
+def glob_regex(pattern: str) -> re.Pattern:
+    """A glob as a regex over POSIX relative paths: ``**/`` spans folders, ``*`` does not."""
+    out = re.escape(pattern).replace(r"\*\*/", "(?:.*/)?").replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
+    return re.compile(out)
+
+
 class Stdlib(Collector):
     name = "stdlib"
     Config = StdlibConfig
@@ -40,14 +48,23 @@ class Stdlib(Collector):
         return f"python-{platform.python_version()}-{platform.python_implementation()}"
 
     def files(self) -> list[Path]:
+        # os.walk prunes site-packages and test folders instead of globbing through them
         skip = NOT_STDLIB if self.config.include_tests else NOT_STDLIB | TEST_FOLDERS
-        found = {p for pattern in self.config.globs for p in self.root.glob(pattern) if p.is_file()}
-        return sorted(p for p in found if not skip.intersection(p.relative_to(self.root).parts[:-1]))
+        patterns = [glob_regex(g) for g in self.config.globs]
+        found = []
+        for folder, dirs, names in os.walk(self.root):
+            dirs[:] = [d for d in dirs if d not in skip]
+            rel = Path(folder).relative_to(self.root)
+            found += [Path(folder, n) for n in names if any(p.fullmatch((rel / n).as_posix()) for p in patterns)]
+        return sorted(found)
 
     def documents(self, workdir: Path, stats: Counter) -> Iterator[Document]:
         budget = self.config.max_bytes
         version = platform.python_version()
         for path in self.files():
+            if budget is not None and path.stat().st_size > budget:
+                stats["skipped:over_max_bytes"] += 1  # a smaller file further on may still fit
+                continue
             raw = path.read_bytes()
             try:
                 text = raw.decode("utf-8")
@@ -57,9 +74,6 @@ class Stdlib(Collector):
             if not text.strip():
                 stats["skipped:empty"] += 1
                 continue
-            if budget is not None and len(raw) > budget:
-                stats["skipped:over_budget"] += 1
-                return
             if budget is not None:
                 budget -= len(raw)
             rel = path.relative_to(self.root).as_posix()

@@ -15,10 +15,10 @@ from lmforge.contracts import Architecture
 
 @dataclass
 class TransformerConfig:
-    n_layer: int = 6
-    n_head: int = 6
+    n_layer: int = 4
+    n_head: int = 4
     n_kv_head: Optional[int] = None  # grouped-query attention when < n_head; None = n_head
-    n_embd: int = 384
+    n_embd: int = 128
     mlp: str = "swiglu"  # swiglu | gelu
     mlp_ratio: float = 4.0  # hidden width / n_embd (SwiGLU keeps the parameter count: 2/3 of it)
     norm: str = "rmsnorm"  # rmsnorm | layernorm

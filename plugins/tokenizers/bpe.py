@@ -14,7 +14,7 @@ from lmforge.plugins.tokenizers._hf import HFTokenizer
 
 @dataclass
 class BPEConfig:
-    vocab_size: int = 8192
+    vocab_size: int = 4096
     min_frequency: int = 2
     special_tokens: Dict[str, str] = field(default_factory=lambda: {"eos": "<|endoftext|>", "pad": "<|pad|>"})
 

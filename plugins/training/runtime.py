@@ -34,7 +34,7 @@ def trainer_kwargs(cfg: TrainerConfig) -> dict:
     return kwargs
 
 
-def callbacks(run_dir: Path, cfg: TrainerConfig) -> list:
+def callbacks(run_dir: Path, cfg: TrainerConfig, logging: bool) -> list:
     found = [
         ModelCheckpoint(
             dirpath=run_dir / "checkpoints",
@@ -44,8 +44,9 @@ def callbacks(run_dir: Path, cfg: TrainerConfig) -> list:
             save_top_k=1,
             monitor="val/loss",
         ),
-        LearningRateMonitor(logging_interval="step"),
     ]
+    if logging:
+        found.append(LearningRateMonitor(logging_interval="step"))
     if cfg.enable_progress_bar:
         found.append(RichProgressBar(refresh_rate=max(1, cfg.log_every_n_steps // 2)))
     return found
