@@ -108,6 +108,8 @@ def train(cfg: DictConfig, run_dir: Path, launch_dir: Path) -> float:
         "train_seconds": throughput.seconds,
         "params": model.num_params(),
         "steps": trainer.global_step,
+        "device": str(module.device),
+        "precision": str(trainer.precision),
     }
     atomic_write_json(run_dir / "summary.json", summary)
     data = {"collect": report, "preprocess": pre_report, "tokenize": tok_report, "train_tokens": len(train_ids), "val_tokens": len(val_ids)}

@@ -1,36 +1,13 @@
-"""Shared fixtures: an isolated plugin environment, a throwaway stage cache, the CLI."""
+"""Shared fixtures: an isolated plugin environment and a throwaway stage cache."""
 
 from __future__ import annotations
-
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from lmforge.loader import DISABLE_AUTOLOAD_ENV, load_plugins
 
-REPO = Path(__file__).resolve().parents[1]
-
-# A small, fast run: ~0.3 MB of the standard library, a 2-layer model, 30 steps.
-TINY = [
-    "collector.max_bytes=300000",
-    "tokenizer.vocab_size=512",
-    "model.n_layer=2",
-    "model.n_head=2",
-    "model.n_embd=32",
-    "data.seq_len=32",
-    "data.batch_size=8",
-    "data.val_batches=4",
-    "trainer.max_steps=30",
-    "trainer.val_check_interval=15",
-    "trainer.enable_progress_bar=false",
-    "scheduler.warmup_steps=5",
-    "optimizer.lr=5e-3",
-    "trainer.log_every_n_steps=5",
-    "sample.max_new_tokens=8",
-]
+# tests/fixtures holds material for tests (a plugin package with its own suite), not tests
+collect_ignore = ["fixtures"]
 
 
 @pytest.fixture(autouse=True)
@@ -41,22 +18,6 @@ def isolated_plugins(monkeypatch, tmp_path_factory):
     load_plugins.cache_clear()
     yield
     load_plugins.cache_clear()
-
-
-def lmforge(*args: str, cwd: Path, env: dict | None = None, check: bool = True, timeout: int = 600):
-    """Run the real ``lmforge`` command line in a subprocess."""
-    full_env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
-    proc = subprocess.run(
-        [sys.executable, "-m", "lmforge.cli", *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"lmforge {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 @pytest.fixture

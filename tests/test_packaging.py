@@ -25,14 +25,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, TINY
+from support import REPO, TINY
 from lmforge.loader import DISABLE_AUTOLOAD_ENV
 
 TOYPLUGIN = Path(__file__).resolve().parent / "fixtures" / "lmforge-toyplugin"
 
-# Never copied into a build: setuptools builds in the source tree, and a stale build/ or
-# egg-info there could leak deleted modules into the wheel.
-NOT_SOURCE = {".git", "tests", "dist", "outputs", "multirun", ".venv", ".pytest_cache"}
+# Left out of the copy the wheel is built from. setuptools builds inside the source tree:
+# building a copy keeps build/ and egg-info out of the working tree, and keeps a stale
+# build/lib there from leaking deleted modules into the wheel.
+NOT_SOURCE = {".git", "tests", "build", "dist", "outputs", "multirun", ".venv", ".pytest_cache"}
 
 # TINY minus what is specific to collector=stdlib and model=transformer.
 TOY_RUN = [o for o in TINY if not o.startswith(("collector.", "model."))] + [
@@ -59,11 +60,11 @@ def _run(*args, cwd: Path, env: dict | None = None, timeout: int = 300) -> subpr
 
 
 def _copy_source(src: Path, dst: Path, skip: set[str]) -> Path:
-    """Copy a source tree, leaving out ``skip`` at its top and build leftovers anywhere."""
+    """Copy a source tree, leaving out ``skip`` at its top and caches and egg-info anywhere."""
 
     def ignore(folder, names):
         top = skip if Path(folder) == src else set()
-        return {n for n in names if n in top or n in ("build", "__pycache__") or n.endswith(".egg-info")}
+        return {n for n in names if n in top or n == "__pycache__" or n.endswith(".egg-info")}
 
     return Path(shutil.copytree(src, dst, ignore=ignore))
 
@@ -85,7 +86,7 @@ def venv(tmp_path_factory) -> Venv:
 
     # pip itself comes from the outer environment; --ignore-installed keeps it from
     # touching the editable lmforge it sees there.
-    toyplugin = _copy_source(TOYPLUGIN, root / "lmforge-toyplugin", {".pytest_cache"})
+    toyplugin = _copy_source(TOYPLUGIN, root / "lmforge-toyplugin", {"build", ".pytest_cache"})
     _run(python, *pip, "install", "--no-deps", "--no-index", "--ignore-installed", wheel, cwd=root)
     _run(python, *pip, "install", "--no-deps", "--no-index", "--ignore-installed", "--no-build-isolation", toyplugin, cwd=root)
     return Venv(python, bin_dir, site, wheel, toyplugin)

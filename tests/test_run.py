@@ -6,7 +6,7 @@ import csv
 import json
 
 import pytest
-from conftest import TINY, lmforge
+from support import TINY, lmforge
 
 
 def train(*args, **kwargs):
@@ -34,6 +34,8 @@ def test_the_run_directory_holds_everything_a_run_records(first_run):
     summary = json.loads((run / "summary.json").read_text())
     assert {"val_loss", "val_ppl", "tokens_seen", "tokens_per_s", "params"} <= set(summary)
     assert summary["tokens_seen"] == 30 * 8 * 32 and summary["tokens_per_s"] > 0 and summary["params"] > 0
+    if not __import__("torch").cuda.is_available():
+        assert (summary["device"], summary["precision"]) == ("cpu", "32-true")
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["plugins"]["lmforge"] == manifest["lmforge"]
     assert set(manifest["stages"]) == {"collect", "preprocess", "tokenize"} and manifest["seed"] == 1337

@@ -30,3 +30,13 @@ def test_warmup_then_cosine_to_the_floor():
     assert f(60) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
     assert f(110) == pytest.approx(0.1) and f(500) == pytest.approx(0.1)
     assert all(f(s) >= f(s + 1) for s in range(10, 110))
+
+
+def test_auto_precision_is_full_precision_without_cuda():
+    import torch
+
+    from lmforge.plugins.training.runtime import precision
+
+    assert precision("16-mixed") == "16-mixed"
+    if not torch.cuda.is_available():
+        assert precision("auto") == "32-true"

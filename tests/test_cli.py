@@ -1,0 +1,50 @@
+"""The ``lmforge`` command line outside of training."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from support import lmforge
+
+
+def test_plugins_lists_components_and_options_without_importing_torch_or_spacy(tmp_path):
+    code = (
+        "import sys; from lmforge.cli import main; main(['plugins']);"
+        "print('HEAVY', sorted(m for m in ('torch', 'spacy', 'lightning', 'tokenizers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert "HEAVY []" in out
+    assert "lmforge 0." in out
+    assert "architecture  transformer" in out and "collector     stdlib" in out
+    assert "model=transformer" in out and "experiment=gpt2_small" in out and "experiment=tiny" in out
+
+
+def test_plugins_json_is_machine_readable(tmp_path):
+    data = json.loads(lmforge("plugins", "--json", cwd=tmp_path).stdout)
+    own = next(p for p in data["plugins"] if p["distribution"] == "lmforge")
+    assert own["components"]["tokenizer"] == ["bpe"]
+    assert "normalize" in own["options"]["preprocess"]
+    assert data["broken"] == []
+
+
+def test_usage_and_unknown_commands(tmp_path):
+    assert "train [overrides]" in lmforge(cwd=tmp_path).stdout
+    proc = lmforge("trian", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "unknown command 'trian'" in proc.stderr and "train" in proc.stderr
+
+
+def test_a_plugin_can_add_a_command(make_dist, capsys):
+    from lmforge.cli import main
+
+    code = (
+        "from lmforge import hookimpl\n\n"
+        "def hello(argv):\n    print('hello', *argv)\n    return 0\n\n"
+        "@hookimpl\ndef register_commands(register):\n    register('hello', hello, 'say hello')\n"
+    )
+    make_dist("lmforge-hello", {"hello": "lmforge_hello"}, {"lmforge_hello.py": code})
+    assert main(["hello", "world"]) == 0
+    assert "hello world" in capsys.readouterr().out
+    main([])
+    assert "say hello (lmforge-hello 1.0)" in capsys.readouterr().out
