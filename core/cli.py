@@ -28,7 +28,26 @@ commands:
 Run 'lmforge train --help' for the config groups and their options."""
 
 
+def _broken_choice(argv: list[str]) -> str | None:
+    """An override selecting a component whose plugin failed to load, explained."""
+    from lmforge.contracts import KIND_GROUPS
+
+    broken = {b.provenance.plugin: b for b in load_plugins()[1].broken}
+    for arg in argv:
+        group, _, option = arg.partition("=")
+        if group in KIND_GROUPS.values() and option in broken:
+            b = broken[option]
+            return (
+                f"{group}={option}: plugin {option!r} from {b.provenance} failed to load ({b.error}). "
+                f"Fix or reinstall {b.provenance.distribution}, or choose another {group}."
+            )
+    return None
+
+
 def train(argv: list[str]) -> int:
+    if message := _broken_choice(argv):
+        print(f"lmforge: error: {message}", file=sys.stderr)
+        return 2
     import hydra
     from hydra.core.hydra_config import HydraConfig
 

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from support import lmforge
 
 
@@ -48,3 +49,14 @@ def test_a_plugin_can_add_a_command(make_dist, capsys):
     assert "hello world" in capsys.readouterr().out
     main([])
     assert "say hello (lmforge-hello 1.0)" in capsys.readouterr().out
+
+
+def test_selecting_a_component_of_a_broken_plugin_is_a_clear_error(make_dist, capsys):
+    from lmforge.cli import main
+
+    make_dist("lmforge-gru", {"gru": "lmforge_gru"}, {"lmforge_gru.py": "raise ImportError('needs libfoo')\n"}, "0.3")
+    with pytest.warns(UserWarning, match="lmforge-gru 0.3"):
+        status = main(["train", "model=gru"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "model=gru: plugin 'gru' from lmforge-gru 0.3 failed to load (ImportError: needs libfoo)" in err
