@@ -116,8 +116,12 @@ def _experiments() -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    _, registry = load_plugins()
-    commands = {"train": train, "plugins": plugins} | {n: c.function for n, c in registry.commands.items()}
+    try:
+        _, registry = load_plugins()
+    except LmforgeError as exc:
+        print(f"lmforge: error: {exc}", file=sys.stderr)
+        return 2
+    commands = {n: c.function for n, c in registry.commands.items()} | {"train": train, "plugins": plugins}
     if not argv or argv[0] in ("-h", "--help", "help"):
         extra = "".join(f"  {n:<19} {c.help} ({c.provenance})\n" for n, c in sorted(registry.commands.items()))
         print(USAGE.format(extra=extra))

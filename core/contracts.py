@@ -197,17 +197,20 @@ class Architecture(Component):
     ``objective`` tells the trainer how to train the model: ``"causal"`` (next-token
     prediction, windows shifted by one) or ``"masked"`` (masked-LM, BERT-style). The
     trainer picks the batch collation and loss from it, so ``model=<name>`` is all a
-    user types.
+    user types. (This version's trainer implements the causal objective; a masked
+    architecture is refused with a clear error until the masked-LM collation lands.)
 
     The module returned by ``build`` must provide:
 
     - ``forward(idx, *, cache=None, return_attention=False) -> LMOutput`` with ``idx`` a
       (B, T) long tensor. With ``cache`` (from ``init_cache``) it decodes incrementally:
       ``idx`` holds only the new positions and the cache advances by T.
+    - ``max_seq_len: int``, the longest input it accepts without a cache.
     - ``num_params(non_embedding: bool = True) -> int``.
     - ``flops_per_token(seq_len: int) -> float``: training FLOPs (forward + backward)
       per token, for throughput and MFU.
-    - ``supports_cache: bool`` and, when true, ``init_cache(batch_size, max_len)``.
+    - ``supports_cache: bool`` and, when true, ``init_cache(batch_size, max_len)``
+      returning a cache object with ``pos`` (positions filled so far) and ``max_len``.
 
     Distributed training goes through Lightning strategies, so the module must be a
     plain ``nn.Module`` with no process-group logic of its own.

@@ -78,7 +78,8 @@ def install() -> None:
             continue
         for name, entry in registry.components[kind].items():
             if name not in shipped.get(group, set()):
-                node = {"name": name, **dataclasses.asdict(entry.cls.Config())}
+                # structured() keeps fields without a default as '???', which the user must set
+                node = {"name": name, **OmegaConf.to_container(OmegaConf.structured(entry.cls.Config))}
                 store.store(group=group, name=name, node=node, provider=entry.provenance.distribution)
 
 
@@ -137,6 +138,9 @@ def check(cfg: DictConfig) -> SimpleNamespace:
     """
     from lmforge.schemas import GROUP_SCHEMAS
 
+    known = {"seed", "cache_dir", "resume", *KIND_GROUPS.values(), *GROUP_SCHEMAS}
+    if unknown := sorted(set(cfg) - known):
+        raise ConfigError(f"unknown top-level key(s) {', '.join(unknown)}: the run config has {', '.join(sorted(known & set(cfg)))}")
     spec = SimpleNamespace()
     for kind, group in (("collector", "collector"), ("tokenizer", "tokenizer"), ("architecture", "model")):
         setattr(spec, group, Selected(*component_config(kind, cfg[group], group)))

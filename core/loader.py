@@ -48,12 +48,13 @@ def _register(pm: pluggy.PluginManager, registry: Registry, plugin: object, prov
         _call(pm, hook, plugin, register=lambda cls, kind=kind: staged.append((kind, cls)))
     packages = [p for p in _call(pm, "config_package", plugin) if p]
     commands: list[Command] = []
-    _call(pm, "register_commands", plugin, register=lambda name, fn, help="": commands.append(Command(name, fn, help, prov)))
+    _call(pm, "register_commands", plugin, register=lambda name, function, help="": commands.append(Command(name, function, help, prov)))
     # Committed only once the whole plugin registered cleanly; duplicates raise from here.
     for kind, cls in staged:
         registry.add(kind, cls, prov)
     registry.config_packages += [(p, prov) for p in packages]
-    registry.commands.update({c.name: c for c in commands})
+    for command in commands:
+        registry.add_command(command)
 
 
 def make_plugin_manager() -> pluggy.PluginManager:

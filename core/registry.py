@@ -70,6 +70,18 @@ class Registry:
             )
         self.components[kind][name] = Entry(cls, provenance)
 
+    def add_command(self, command: Command) -> None:
+        """Add a CLI sub-command; taking a built-in's or another plugin's name is an error."""
+        if command.name in ("train", "plugins"):
+            raise PluginError(f"plugin {command.provenance.plugin!r} ({command.provenance}) registers command {command.name!r}, which is lmforge's own")
+        existing = self.commands.get(command.name)
+        if existing is not None:
+            raise DuplicateComponentError(
+                f"command {command.name!r} is registered twice: by {existing.provenance} and by {command.provenance}. "
+                f"Uninstall one of the two distributions."
+            )
+        self.commands[command.name] = command
+
     def get(self, kind: str, name: str) -> Entry:
         """Look a component up; the error lists what is available and what failed to load."""
         entry = self.components[kind].get(name)

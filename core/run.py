@@ -53,7 +53,7 @@ def train(cfg: DictConfig, run_dir: Path, launch_dir: Path) -> float:
 
     collector = spec.collector.build()
     log.info("collector: %s (%s)", collector.name, spec.collector.entry.provenance)
-    collect_key = stage_key("collect", vars(spec.collector.config), _versions(spec.collector), [], collector.cache_token())
+    collect_key = stage_key("collect", [collector.name, vars(spec.collector.config)], _versions(spec.collector), [], collector.cache_token())
     with cache.open("collect", collect_key) as stage:
         report = stage.report() if stage.hit else corpus.collect(collector, stage.dir)
     if report["documents"] == 0:
@@ -71,7 +71,7 @@ def train(cfg: DictConfig, run_dir: Path, launch_dir: Path) -> float:
 
     tokenizer = spec.tokenizer.build()
     log.info("tokenizer: %s (%s)", tokenizer.name, spec.tokenizer.entry.provenance)
-    tok_key = stage_key("tokenize", vars(spec.tokenizer.config), _versions(spec.tokenizer), [pre_key], tokenizer.cache_token())
+    tok_key = stage_key("tokenize", [tokenizer.name, vars(spec.tokenizer.config)], _versions(spec.tokenizer), [pre_key], tokenizer.cache_token())
     with cache.open("tokenize", tok_key) as stage:
         if stage.hit:
             tokenizer.load(stage.dir / "tokenizer.json")

@@ -64,9 +64,9 @@ class TrainerConfig:
     devices: Any = "auto"
     num_nodes: int = 1
     strategy: str = "auto"
-    precision: str = "auto"  # auto: bf16-mixed on a CUDA device that supports it, else 32-true
+    precision: str = "auto"  # auto: bf16-mixed on CUDA (16-mixed on GPUs without bf16), else 32-true
     max_steps: int = 1000
-    val_check_interval: Optional[int] = 250  # in training steps
+    val_check_interval: Optional[int] = 250  # in training batches (micro-batches with accumulation)
     limit_val_batches: Optional[Any] = None
     log_every_n_steps: int = 10
     accumulate_grad_batches: int = 1

@@ -60,3 +60,22 @@ def test_selecting_a_component_of_a_broken_plugin_is_a_clear_error(make_dist, ca
     err = capsys.readouterr().err
     assert status == 2
     assert "model=gru: plugin 'gru' from lmforge-gru 0.3 failed to load (ImportError: needs libfoo)" in err
+
+
+def test_a_duplicate_plugin_is_an_error_without_a_traceback(make_dist, capsys):
+    from lmforge.cli import main
+
+    code = "from lmforge import hookimpl\nfrom lmforge.plugins.collectors.stdlib import Stdlib\n\nclass Copy(Stdlib):\n    pass\n\n@hookimpl\ndef register_collectors(register):\n    register(Copy)\n"
+    make_dist("lmforge-copy", {"copy": "lmforge_copy"}, {"lmforge_copy.py": code})
+    assert main(["plugins"]) == 2
+    assert "collector 'stdlib' is registered twice: by lmforge" in capsys.readouterr().err
+
+
+def test_a_plugin_cannot_take_a_builtin_command(make_dist):
+    code = "from lmforge import hookimpl\n\n@hookimpl\ndef register_commands(register):\n    register(name='train', function=print, help='x')\n"
+    make_dist("lmforge-thief", {"thief": "lmforge_thief"}, {"lmforge_thief.py": code})
+    with pytest.warns(UserWarning, match="lmforge-thief.*registers command 'train'"):
+        from lmforge.loader import load_plugins
+
+        _, registry = load_plugins()
+    assert "train" not in registry.commands

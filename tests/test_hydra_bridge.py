@@ -157,3 +157,21 @@ def test_builtin_yaml_options_mirror_their_config_schema(group, option):
     assert entry.cls.__module__.rsplit(".", 1)[-1] == option
     defaults = dataclasses.asdict(entry.cls.Config())
     assert yaml == defaults
+
+
+def test_an_unknown_top_level_key_is_refused():
+    with pytest.raises(ConfigError, match="unknown top-level key.*sed"):
+        hydra_bridge.check(compose_train("+sed=3"))
+
+
+def test_a_yaml_less_component_with_a_required_field_becomes_an_option_that_asks_for_it(make_dist):
+    code = (
+        "from dataclasses import dataclass\nfrom lmforge import hookimpl\nfrom lmforge.contracts import Collector\n\n"
+        "@dataclass\nclass NeedsConfig:\n    path: str\n\n"
+        "class Needs(Collector):\n    name = 'needs'\n    Config = NeedsConfig\n\n"
+        "@hookimpl\ndef register_collectors(register):\n    register(Needs)\n"
+    )
+    make_dist("lmforge-needs", {"needs": "lmforge_needs"}, {"lmforge_needs.py": code})
+    hydra_bridge.check(compose_train("collector=needs", "collector.path=/data"))
+    with pytest.raises(ConfigError, match="collector.path"):
+        hydra_bridge.check(compose_train("collector=needs"))

@@ -29,6 +29,8 @@ def precision(value: str) -> str:
 def trainer_kwargs(cfg: TrainerConfig) -> dict:
     kwargs = {k: v for k, v in asdict(cfg).items() if k not in NOT_TRAINER_ARGS and v is not None}
     kwargs["precision"] = precision(cfg.precision)
+    if cfg.val_check_interval:  # Lightning refuses an interval longer than the run
+        kwargs["val_check_interval"] = min(cfg.val_check_interval, cfg.max_steps * cfg.accumulate_grad_batches)
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")  # TF32 matmuls for whatever stays in fp32
     return kwargs
