@@ -3,8 +3,9 @@
 Both sides train the same model (the default tiny transformer), on the same token
 windows (read from lmforge's own tokenize stage), with the same batch, optimizer,
 schedule and gradient clipping, for the same number of steps, in one invocation of this
-script. Runs alternate (lmforge, raw, lmforge, raw...) so that drift on a shared machine
-hits both; the median of each side is compared. Validation is left out of both timings.
+script. Each side runs in a fresh process, and runs alternate (lmforge, raw, lmforge,
+raw...) so that drift on a shared machine hits both; the median of each side is
+compared. Validation is left out of both timings.
 
     python tests/benchmarks/bench_train.py --steps 100 --repeats 3
 
@@ -25,14 +26,23 @@ import time
 from pathlib import Path
 
 
-def lmforge_run(steps: int, workdir: Path, cache: Path, index: int) -> float:
+def lmforge_run(steps: int, workdir: Path, cache: Path, index: int, extra: list[str]) -> float:
     run_dir = workdir / f"lmforge-{index}"
     subprocess.run(
         [sys.executable, "-m", "lmforge.cli", "train", f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps}",
-         "trainer.limit_val_batches=1", "sample.max_new_tokens=1", f"hydra.run.dir={run_dir}"],
+         "trainer.limit_val_batches=1", "sample.max_new_tokens=1", f"hydra.run.dir={run_dir}", *extra],
         check=True, capture_output=True, env={**os.environ, "LMFORGE_CACHE_DIR": str(cache)},
     )
     return json.loads((run_dir / "summary.json").read_text())["tokens_per_s"]
+
+
+def raw_run(steps: int, tok_dir: Path) -> float:
+    """The raw loop in a fresh process, as ``lmforge train`` runs in one."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--raw-child", str(tok_dir), "--steps", str(steps)],
+        check=True, capture_output=True, text=True,
+    )
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def raw_loop(steps: int, cfg, tok_dir: Path) -> float:
@@ -85,6 +95,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--raw-child", type=Path, help=argparse.SUPPRESS)  # internal: run the raw loop here
+    parser.add_argument("overrides", nargs="*", help="extra overrides for lmforge train, e.g. trainer.enable_progress_bar=false")
     args = parser.parse_args()
 
     from hydra import compose, initialize_config_module
@@ -94,15 +106,18 @@ def main() -> None:
     hydra_bridge.install()
     with initialize_config_module(config_module="lmforge.conf", version_base="1.3"):
         cfg = compose("train")
+    if args.raw_child:
+        print(raw_loop(args.steps, cfg, args.raw_child))
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir, cache = Path(tmp), Path(tmp) / "cache"
-        lmforge_run(2, workdir, cache, -1)  # fills the stage cache; not timed
+        lmforge_run(2, workdir, cache, -1, args.overrides)  # fills the stage cache; not timed
         tok_dir = next((cache / "tokenize").iterdir())
         ours, raw = [], []
         for i in range(args.repeats):
-            ours.append(lmforge_run(args.steps, workdir, cache, i))
-            raw.append(raw_loop(args.steps, cfg, tok_dir))
+            ours.append(lmforge_run(args.steps, workdir, cache, i, args.overrides))
+            raw.append(raw_run(args.steps, tok_dir))
             print(f"  repeat {i + 1}: lmforge {ours[-1]:,.0f} tok/s, raw PyTorch {raw[-1]:,.0f} tok/s", flush=True)
 
     a, b = statistics.median(ours), statistics.median(raw)
