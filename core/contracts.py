@@ -97,15 +97,23 @@ class Collector(Component):
     - ``documents`` is a generator. It must stream: yield documents as they are read and
       never build the whole corpus in memory, so that a collector can produce millions.
     - Iteration order is deterministic for the same config and ``cache_token``. The stage
-      runner resumes an interrupted collection by skipping the documents it already
-      stored, which relies on this order. A collector whose order cannot be repeated
-      (a crawler) keeps its own resume state in ``workdir`` instead.
+      runner resumes an interrupted collection by replaying the stream and skipping the
+      documents it already stored, which relies on this order.
+    - A collector whose order cannot be repeated (a crawler) sets ``resumable = True``
+      and keeps its own state in ``workdir``: the runner then calls ``checkpoint()``
+      right after each shard is durably written, and on a rerun expects ``documents``
+      to continue after the last checkpoint instead of replaying.
     - ``workdir`` survives an interrupted run and is removed once the stage completes.
     - Skipped inputs are counted in ``stats`` by reason, as ``stats["skipped:binary"] += 1``;
-      the counts go into the collection report.
+      the counts go into the collection report. Exact duplicates are dropped by the
+      runner, by content hash, so collectors need not.
     """
 
     kind = "collector"
+    resumable: ClassVar[bool] = False
+
+    def checkpoint(self) -> None:
+        """Persist resume state: everything yielded so far is stored. Resumable collectors only."""
 
     def documents(self, workdir: Path, stats: Counter) -> Iterator[Document]:
         raise NotImplementedError

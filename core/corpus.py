@@ -8,8 +8,11 @@ batches, so memory stays flat however large the corpus grows.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
+import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -19,6 +22,7 @@ from lmforge.contracts import Collector, Document, Preprocessor
 from lmforge.stages import atomic_write_json
 
 SHARD_BYTES = 8 << 20
+DUPLICATE = "skipped:duplicate_content"
 COLUMNS = ["id", "text", "source", "uri", "license", "meta"]
 
 
@@ -26,15 +30,19 @@ def shard_paths(folder: Path) -> list[Path]:
     return sorted(Path(folder).glob("docs-*.parquet"))
 
 
-def write_shard(docs: list[Document], path: Path, counts: Counter | None = None) -> None:
-    """Write one shard atomically; ``counts`` (drops by reason) travel in its metadata."""
+def write_shard(docs: list[Document], path: Path, counts: Counter | None = None, position: int | None = None) -> None:
+    """Write one shard atomically; ``counts`` (drops by reason) and the stream ``position``
+    reached travel in its metadata."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     columns = {c: [getattr(d, c) for d in docs] for c in COLUMNS[:-1]}
     columns["meta"] = [json.dumps(d.meta, sort_keys=True) for d in docs]
     table = pa.table({c: pa.array(columns[c], type=pa.string()) for c in COLUMNS})
-    table = table.replace_schema_metadata({"lmforge.counts": json.dumps(dict(counts or {}))})
+    meta = {"lmforge.counts": json.dumps(dict(counts or {}))}
+    if position is not None:
+        meta["lmforge.position"] = json.dumps(position)
+    table = table.replace_schema_metadata(meta)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     pq.write_table(table, tmp, compression="zstd")
     os.replace(tmp, path)
@@ -51,10 +59,7 @@ def read_documents(paths: Iterable[Path]) -> Iterator[Document]:
 
 
 def shard_counts(path: Path) -> Counter:
-    import pyarrow.parquet as pq
-
-    meta = pq.read_schema(path).metadata or {}
-    return Counter(json.loads(meta.get(b"lmforge.counts", b"{}")))
+    return Counter(_shard_meta(path).get("lmforge.counts", {}))
 
 
 def count_documents(paths: Iterable[Path]) -> int:
@@ -63,41 +68,102 @@ def count_documents(paths: Iterable[Path]) -> int:
     return sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
 
 
-def collect(collector: Collector, out: Path, shard_bytes: int = SHARD_BYTES) -> dict:
+def content_hash(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+
+
+def _shard_meta(path: Path) -> dict:
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(path).metadata or {}
+    return {k.decode(): json.loads(v) for k, v in meta.items() if k.startswith(b"lmforge.")}
+
+
+def collect(collector: Collector, out: Path, shard_bytes: int = SHARD_BYTES, progress: bool = False) -> dict:
     """Stream the collector's documents into shards under ``out``; returns the report.
 
-    Resumes: shards already in ``out`` are kept, and as many documents as they hold are
-    skipped from the collector's (deterministic) stream.
+    Exact duplicates (same text) are dropped by content hash. Resumes from the shards
+    already in ``out``: each shard records how far into the collector's stream it reaches
+    and the counts so far. A deterministic collector is replayed and the documents already
+    stored are skipped; a ``resumable`` one continues from the state it saved in its
+    ``checkpoint``, which is called right after every shard is written.
     """
     done = shard_paths(out)
-    skip = count_documents(done)
-    stats: Counter = Counter()
+    last = _shard_meta(done[-1]) if done else {}
+    previous = Counter(last.get("lmforge.counts", {}))
+    position = 0 if collector.resumable else last.get("lmforge.position", 0)
+    seen = {content_hash(d.text) for d in read_documents(done)}
+    # a replayed collector recounts its own skips; only the duplicates it does not see again carry over
+    stats = previous if collector.resumable else Counter({DUPLICATE: previous[DUPLICATE]} if previous[DUPLICATE] else {})
     buffer: list[Document] = []
-    size, index = 0, len(done)
+    size, index, nbytes = 0, len(done), 0
     workdir = out / "_work"
     workdir.mkdir(exist_ok=True)
-    for n, doc in enumerate(collector.documents(workdir, stats)):
-        if n < skip:
-            continue
-        buffer.append(doc)
-        size += len(doc.text.encode("utf-8"))
-        if size >= shard_bytes:
-            write_shard(buffer, out / f"docs-{index:05d}.parquet")
-            buffer, size, index = [], 0, index + 1
-    if buffer:
-        write_shard(buffer, out / f"docs-{index:05d}.parquet")
+    with _progress(progress, collector.name) as update:
+        for n, doc in enumerate(collector.documents(workdir, stats), start=1):
+            if n <= position:
+                continue
+            digest = content_hash(doc.text)
+            if digest in seen:
+                stats[DUPLICATE] += 1
+                continue
+            seen.add(digest)
+            buffer.append(doc)
+            size += len(doc.text.encode("utf-8"))
+            if size >= shard_bytes:
+                write_shard(buffer, out / f"docs-{index:05d}.parquet", counts=stats, position=n)
+                collector.checkpoint()
+                nbytes, buffer, size, index = nbytes + size, [], 0, index + 1
+            if n % 64 == 0:
+                update(n, nbytes + size)
+        if buffer:
+            write_shard(buffer, out / f"docs-{index:05d}.parquet", counts=stats, position=n)
+            collector.checkpoint()
     return _report(out, stats, source=collector.name)
 
 
+@contextlib.contextmanager
+def _progress(enabled: bool, name: str):
+    """A rich progress line (documents, MB, MB/s) while collecting; silent when disabled."""
+    if not enabled:
+        yield lambda docs, nbytes: None
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = [SpinnerColumn(), TextColumn(f"collect {name}: {{task.fields[docs]:,}} docs, "
+               "{task.fields[mb]:.1f} MB, {task.fields[rate]:.2f} MB/s"), TimeElapsedColumn()]
+    with Progress(*columns, transient=False) as bar:
+        task = bar.add_task("collect", docs=0, mb=0.0, rate=0.0)
+        start = time.perf_counter()
+
+        def update(docs: int, nbytes: int) -> None:
+            rate = nbytes / 1e6 / max(time.perf_counter() - start, 1e-9)
+            bar.update(task, docs=docs, mb=nbytes / 1e6, rate=rate)
+
+        yield update
+
+
 def _report(out: Path, stats: Counter, **extra) -> dict:
+    """Documents and bytes in total and by source, plus the counts by reason."""
     import pyarrow.parquet as pq
 
-    docs = nbytes = 0
+    by_source: dict[str, dict[str, int]] = {}
     for path in shard_paths(out):
-        for batch in pq.ParquetFile(path).iter_batches(columns=["text"]):
-            docs += batch.num_rows
-            nbytes += sum(len(t.encode("utf-8")) for t in batch.column(0).to_pylist())
-    report = {**extra, "documents": docs, "bytes": nbytes, "shards": len(shard_paths(out)), "counts": dict(stats)}
+        for batch in pq.ParquetFile(path).iter_batches(columns=["text", "source"]):
+            for text, source in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
+                tally = by_source.setdefault(source, {"documents": 0, "bytes": 0})
+                tally["documents"] += 1
+                tally["bytes"] += len(text.encode("utf-8"))
+    docs = sum(t["documents"] for t in by_source.values())
+    nbytes = sum(t["bytes"] for t in by_source.values())
+    report = {
+        **extra,
+        "documents": docs,
+        "bytes": nbytes,
+        "shards": len(shard_paths(out)),
+        "sources": {s: {**t, "share_of_bytes": round(t["bytes"] / nbytes, 4)} for s, t in sorted(by_source.items())},
+        "counts": dict(sorted(stats.items())),
+    }
     atomic_write_json(out / "report.json", report)
     return report
 

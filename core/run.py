@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -55,7 +56,8 @@ def train(cfg: DictConfig, run_dir: Path, launch_dir: Path) -> float:
     log.info("collector: %s (%s)", collector.name, spec.collector.entry.provenance)
     collect_key = stage_key("collect", [collector.name, vars(spec.collector.config)], _versions(spec.collector), [], collector.cache_token())
     with cache.open("collect", collect_key) as stage:
-        report = stage.report() if stage.hit else corpus.collect(collector, stage.dir)
+        report = stage.report() if stage.hit else corpus.collect(collector, stage.dir, progress=sys.stderr.isatty())
+    atomic_write_json(run_dir / "collection_report.json", report)
     if report["documents"] == 0:
         keys = ", ".join(f"collector.{k}" for k in vars(spec.collector.config)) or "the collector option"
         raise DataError(f"collector={collector.name} produced no documents (skipped: {report['counts'] or 'none'}): check {keys}")

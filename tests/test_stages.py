@@ -117,3 +117,82 @@ def test_tokenize_writes_shards_that_decode_back_and_split_by_document(tmp_path)
     train2, val2, _ = split_tokens(out, 0.25)
     assert len(train) + len(val) == report["tokens"] and len(val) > 0
     assert (train == train2).all() and (val == val2).all()
+
+
+class Echo(Collector):
+    """Yields the given texts, so duplicates can be staged."""
+
+    name = "echo"
+
+    def __init__(self, texts):
+        super().__init__()
+        self.texts = texts
+
+    def documents(self, workdir, stats):
+        for i, text in enumerate(self.texts):
+            yield Document(id=f"e{i}", text=text, source="echo" if i % 2 else "other")
+
+
+def test_exact_duplicates_are_dropped_and_counted_and_sources_tallied(tmp_path):
+    report = collect(Echo(["a" * 10, "b" * 10, "a" * 10, "c" * 20]), tmp_path)
+    assert [d.text for d in read_documents(shard_paths(tmp_path))] == ["a" * 10, "b" * 10, "c" * 20]
+    assert report["counts"] == {"skipped:duplicate_content": 1}
+    assert report["sources"]["other"] == {"documents": 1, "bytes": 10, "share_of_bytes": 0.25}
+    assert report["sources"]["echo"]["bytes"] == 30
+
+
+def test_a_resumed_collection_still_drops_duplicates_of_stored_documents(tmp_path):
+    texts = [f"doc {i} " * 300 for i in range(30)] + ["doc 3 " * 300]
+    with pytest.raises(KeyboardInterrupt):
+        collect(_Crashing(texts, crash_after=25), tmp_path, shard_bytes=5_000)
+    report = collect(Echo(texts), tmp_path, shard_bytes=5_000)
+    assert report["documents"] == 30 and report["counts"]["skipped:duplicate_content"] == 1
+
+
+class _Crashing(Echo):
+    def __init__(self, texts, crash_after):
+        super().__init__(texts)
+        self.crash_after = crash_after
+
+    def documents(self, workdir, stats):
+        for i, doc in enumerate(super().documents(workdir, stats)):
+            if i == self.crash_after:
+                raise KeyboardInterrupt
+            yield doc
+
+
+class Resumable(Collector):
+    """Keeps its own position in workdir, as a crawler would, and never replays."""
+
+    name = "resumable"
+    resumable = True
+
+    def __init__(self, n, crash_after=None):
+        super().__init__()
+        self.n, self.crash_after, self.yielded, self.calls = n, crash_after, [], 0
+
+    def documents(self, workdir, stats):
+        self.state = workdir / "position"
+        start = int(self.state.read_text()) if self.state.exists() else 0
+        for i in range(start, self.n):
+            if i == self.crash_after:
+                raise KeyboardInterrupt
+            stats["fetched"] += 1
+            self.yielded.append(i)
+            yield Document(id=f"r{i}", text=f"page {i} " * 100, source=self.name)
+
+    def checkpoint(self):
+        self.calls += 1
+        self.state.write_text(str(self.yielded[-1] + 1))
+
+
+def test_a_resumable_collector_continues_from_its_checkpoint_without_replaying(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        collect(Resumable(40, crash_after=30), tmp_path, shard_bytes=3_000)
+    stored = sum(1 for _ in read_documents(shard_paths(tmp_path)))
+    again = Resumable(40)
+    report = collect(again, tmp_path, shard_bytes=3_000)
+    assert again.yielded[0] == stored  # nothing stored is produced again
+    assert [d.id for d in read_documents(shard_paths(tmp_path))] == [f"r{i}" for i in range(40)]
+    assert report["counts"]["fetched"] == 40  # counts carried across the interruption
+    assert again.calls >= 1
