@@ -119,6 +119,7 @@ def collect(collector: Collector, out: Path, shard_bytes: int = SHARD_BYTES, pro
         if buffer:
             write_shard(buffer, out / f"docs-{index:05d}.parquet", counts=stats, position=n)
             collector.checkpoint()
+        update(len(seen), nbytes + size)
     return _report(out, stats, source=collector.name)
 
 

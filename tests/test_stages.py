@@ -196,3 +196,9 @@ def test_a_resumable_collector_continues_from_its_checkpoint_without_replaying(t
     assert [d.id for d in read_documents(shard_paths(tmp_path))] == [f"r{i}" for i in range(40)]
     assert report["counts"]["fetched"] == 40  # counts carried across the interruption
     assert again.calls >= 1
+
+
+def test_the_progress_line_shows_documents_bytes_and_rate(tmp_path, capsys):
+    collect(Echo([f"text {i} " * 40 for i in range(200)]), tmp_path, progress=True)
+    out = capsys.readouterr().out
+    assert "collect echo: 200 docs" in out and "MB/s" in out
