@@ -47,6 +47,9 @@ class ComponentContract:
 class CollectorContract(ComponentContract):
     base = Collector
     max_documents: ClassVar[int] = 50
+    # the ``source`` values documents may carry; None means the collector's own name (a
+    # mixture of collectors keeps each sub-collector's name instead)
+    expected_sources: ClassVar[set[str] | None] = None
 
     def _take(self, tmp_path: Path) -> list[Document]:
         docs, stats = [], Counter()
@@ -61,7 +64,7 @@ class CollectorContract(ComponentContract):
         assert docs, "the collector yielded no documents"
         for doc in docs:
             assert isinstance(doc, Document) and isinstance(doc.text, str) and doc.id
-            assert doc.source == self.component.name
+            assert doc.source in (self.expected_sources or {self.component.name})
 
     def test_ids_are_unique_and_order_is_deterministic(self, tmp_path):
         first = [d.id for d in self._take(tmp_path / "a")]

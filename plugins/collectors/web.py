@@ -1,0 +1,85 @@
+"""``collector=web``: a polite, safe, resumable crawler of seed URLs and sitemaps.
+
+Polite: robots.txt and its Crawl-delay are obeyed, one request at a time per host with
+``delay`` seconds between them, and the user-agent names lmforge. Safe: http(s) only,
+no loopback, private or link-local addresses unless allowed (checked on every redirect
+hop, connecting only to the checked address), no cookies or credentials, capped bodies
+(decompressed size included), timeouts, bounded retries. Resumable: the frontier and the
+seen set live in the stage's work folder, saved at each ``checkpoint``.
+
+HTML becomes its main text, title and date (trafilatura); plain text is kept as it is;
+other content types are skipped and counted. The implementation is in ``_crawler.py``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Iterator, List, Optional
+
+from lmforge import hookimpl
+from lmforge.contracts import Collector, Document
+
+USER_AGENT = "lmforge-crawler/0.1 (+https://github.com/lmforge/lmforge)"
+
+
+@dataclass
+class WebConfig:
+    seeds: List[str] = field(default_factory=list)
+    sitemaps: List[str] = field(default_factory=list)
+    same_host: bool = True
+    allow: List[str] = field(default_factory=list)
+    deny: List[str] = field(default_factory=list)
+    sort_query: bool = True
+    max_depth: Optional[int] = 5
+    max_pages: Optional[int] = 1000
+    max_bytes: Optional[int] = None
+    respect_robots: bool = True
+    delay: float = 1.0
+    concurrency: int = 8
+    user_agent: str = USER_AGENT
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    fetch_timeout: float = 120.0
+    max_body_bytes: int = 10_000_000
+    max_retries: int = 3
+    backoff: float = 1.0
+    max_backoff: float = 60.0
+    max_redirects: int = 5
+    allow_private: bool = False
+    allow_networks: List[str] = field(default_factory=list)
+    warc_path: Optional[str] = None
+
+
+class Web(Collector):
+    """Crawls the web; its order is not repeatable, so it resumes from its own state.
+
+    ``resumable``: the stage runner must not skip already-stored documents on a rerun
+    (this collector never yields them again), and calls ``checkpoint`` once the
+    documents yielded so far are stored.
+    """
+
+    name = "web"
+    Config = WebConfig
+    resumable: ClassVar[bool] = True
+
+    def __init__(self, config: WebConfig | None = None) -> None:
+        super().__init__(config)
+        self._crawler = None
+
+    def documents(self, workdir: Path, stats: Counter) -> Iterator[Document]:
+        from lmforge.plugins.collectors._crawler import Crawler
+
+        self._crawler = Crawler(self.config, Path(workdir), stats)  # checks the config now
+        return self._crawler.run()
+
+    def checkpoint(self) -> None:
+        """Persist the crawl state as of the last document yielded (all of them stored)."""
+        if self._crawler is not None:
+            self._crawler.checkpoint()
+
+
+@hookimpl
+def register_collectors(register):
+    register(Web)

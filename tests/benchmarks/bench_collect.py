@@ -1,0 +1,85 @@
+"""Collection rate from local sources, in MB/s, against reading the same bytes bare.
+
+Each source is built in a temporary folder from the Python standard library (about
+12 MB of text), so every machine can run it offline:
+
+- ``stdlib``: the collector as shipped;
+- ``books``: the same files as ``.txt`` books;
+- ``code``: the same files committed to a local git repository;
+- ``forum``: the same files as posts of a JSONL dump.
+
+For each, the script times lmforge's collect stage (the collector, exact dedup by
+content hash, and zstd Parquet shards written atomically) and, in the same run, a bare
+read of the input files. It prints both rates and their ratio.
+
+    python tests/benchmarks/bench_collect.py
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from lmforge.corpus import collect
+from lmforge.hydra_bridge import component_config
+from lmforge.plugins.collectors.stdlib import Stdlib, StdlibConfig
+
+
+def bare_read(paths: list[Path]) -> tuple[int, float]:
+    start = time.perf_counter()
+    total = sum(len(p.read_bytes()) for p in paths)
+    return total, time.perf_counter() - start
+
+
+def build_sources(root: Path) -> dict[str, tuple[dict, list[Path]]]:
+    files = Stdlib(StdlibConfig()).files()
+    stdlib_root = Stdlib(StdlibConfig()).root
+    books, repo = root / "books", root / "repo"
+    for f in files:
+        rel = f.relative_to(stdlib_root)
+        for base, suffix in ((books, ".txt"), (repo, ".py")):
+            target = (base / rel).with_suffix(suffix)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, target)
+    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid", "-C", str(repo)]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "stdlib copy"], check=True)
+    dump = root / "forum.jsonl"
+    with open(dump, "w", encoding="utf-8") as out:
+        for i, f in enumerate(files):
+            text = f.read_text(encoding="utf-8", errors="replace")
+            out.write(json.dumps({"id": str(i), "text": text, "author": f"user{i % 50}"}) + "\n")
+    return {
+        "stdlib": ({"name": "stdlib"}, files),
+        "books": ({"name": "books", "paths": [str(books)], "extensions": [".txt"]}, sorted(books.rglob("*.txt"))),
+        "code": ({"name": "code", "repos": [str(repo)], "languages": ["python"]}, sorted(repo.rglob("*.py"))),
+        "forum": ({"name": "forum", "paths": [str(dump)], "format": "jsonl"}, [dump]),
+    }
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        sources = build_sources(root)
+        print(f"{'source':<8} {'input MB':>9} {'stored MB':>10} {'collect MB/s':>13} {'bare read MB/s':>15} {'ratio':>6}")
+        for name, (node, inputs) in sources.items():
+            entry, config = component_config("collector", node, "collector")
+            nbytes, read_seconds = bare_read(inputs)
+            out = root / f"out-{name}"
+            out.mkdir()
+            start = time.perf_counter()
+            report = collect(entry.cls(config), out)
+            seconds = time.perf_counter() - start
+            rate, bare = nbytes / 1e6 / seconds, nbytes / 1e6 / read_seconds
+            print(f"{name:<8} {nbytes / 1e6:9.1f} {report['bytes'] / 1e6:10.1f} {rate:13.1f} {bare:15.1f} {rate / bare:6.3f}", flush=True)
+    print(f"python {sys.version.split()[0]}; rates are input bytes over wall time of one run")
+
+
+if __name__ == "__main__":
+    main()
