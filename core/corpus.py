@@ -39,7 +39,12 @@ def write_shard(docs: list[Document], path: Path, counts: Counter | None = None,
     columns = {c: [getattr(d, c) for d in docs] for c in COLUMNS[:-1]}
     columns["meta"] = [json.dumps(d.meta, sort_keys=True) for d in docs]
     table = pa.table({c: pa.array(columns[c], type=pa.string()) for c in COLUMNS})
-    meta = {"lmforge.counts": json.dumps(dict(counts or {}))}
+    sources: dict[str, list[int]] = {}
+    for d in docs:  # documents and bytes by source, so reports need not reread the text
+        tally = sources.setdefault(d.source, [0, 0])
+        tally[0] += 1
+        tally[1] += len(d.text.encode("utf-8"))
+    meta = {"lmforge.counts": json.dumps(dict(counts or {})), "lmforge.sources": json.dumps(sources)}
     if position is not None:
         meta["lmforge.position"] = json.dumps(position)
     table = table.replace_schema_metadata(meta)
@@ -146,15 +151,12 @@ def _progress(enabled: bool, name: str):
 
 def _report(out: Path, stats: Counter, **extra) -> dict:
     """Documents and bytes in total and by source, plus the counts by reason."""
-    import pyarrow.parquet as pq
-
     by_source: dict[str, dict[str, int]] = {}
     for path in shard_paths(out):
-        for batch in pq.ParquetFile(path).iter_batches(columns=["text", "source"]):
-            for text, source in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
-                tally = by_source.setdefault(source, {"documents": 0, "bytes": 0})
-                tally["documents"] += 1
-                tally["bytes"] += len(text.encode("utf-8"))
+        for source, (docs, nbytes) in _shard_meta(path).get("lmforge.sources", {}).items():
+            tally = by_source.setdefault(source, {"documents": 0, "bytes": 0})
+            tally["documents"] += docs
+            tally["bytes"] += nbytes
     docs = sum(t["documents"] for t in by_source.values())
     nbytes = sum(t["bytes"] for t in by_source.values())
     report = {
