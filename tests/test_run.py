@@ -29,8 +29,11 @@ def first_run(tmp_path_factory):
 
 def test_the_run_directory_holds_everything_a_run_records(first_run):
     run, _, _ = first_run
-    for name in ("config.yaml", "manifest.json", "metrics.csv", "tokenizer.json", "summary.json", "samples.txt", "checkpoints/last.ckpt"):
+    for name in ("config.yaml", "manifest.json", "metrics.csv", "tokenizer.json", "summary.json", "samples.txt", "checkpoints/last.ckpt", "collection_report.json"):
         assert (run / name).is_file(), name
+    collection = json.loads((run / "collection_report.json").read_text())
+    assert collection["sources"]["stdlib"]["documents"] == collection["documents"] > 0
+    assert collection["counts"].get("skipped:over_max_bytes", 0) > 0  # the TINY byte budget skipped files
     summary = json.loads((run / "summary.json").read_text())
     assert {"val_loss", "val_ppl", "tokens_seen", "tokens_per_s", "params"} <= set(summary)
     assert summary["tokens_seen"] == 30 * 8 * 32 and summary["tokens_per_s"] > 0 and summary["params"] > 0
