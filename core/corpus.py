@@ -23,6 +23,7 @@ from lmforge.stages import atomic_write_json
 
 SHARD_BYTES = 8 << 20
 DUPLICATE = "skipped:duplicate_content"
+WORDS_IN, WORDS_OUT = "words:before", "words:after"  # whitespace-separated words, counted per shard
 COLUMNS = ["id", "text", "source", "uri", "license", "meta"]
 
 
@@ -180,30 +181,53 @@ def _init_worker(steps: list[Preprocessor]) -> None:
     _STEPS[:] = steps
 
 
+def _counting_words(docs: Iterable[Document], stats: Counter, key: str) -> Iterator[Document]:
+    for doc in docs:
+        stats[key] += len(doc.text.split())
+        yield doc
+
+
 def _run_steps(src: Path, dst: Path) -> Counter:
     """Apply this process's pipeline to one shard; the counts are stored in the shard."""
     stats: Counter = Counter()
-    docs: Iterable[Document] = read_documents([src])
+    docs: Iterable[Document] = _counting_words(read_documents([src]), stats, WORDS_IN)
     for step in _STEPS:
         docs = step.process(docs, stats)
-    write_shard(list(docs), dst, counts=stats)
+    write_shard(list(_counting_words(docs, stats, WORDS_OUT)), dst, counts=stats)
     return stats
 
 
-def preprocess(steps: list[Preprocessor], src: Path, out: Path, n_workers: int = 1) -> dict:
+def preprocess(steps: list[Preprocessor], src: Path, out: Path, n_workers: int = 1, progress: bool = False) -> dict:
     """Run the pipeline shard by shard from ``src`` into ``out``; returns the report.
 
     Output shard i is input shard i processed, so a rerun skips the shards already done.
     """
     todo = [(p, out / p.name) for p in shard_paths(src) if not (out / p.name).exists()]
-    if n_workers > 1 and len(todo) > 1 and all(s.parallel for s in steps):
-        with ProcessPoolExecutor(n_workers, initializer=_init_worker, initargs=(steps,)) as pool:
-            list(pool.map(_run_steps, *zip(*todo)))
-    elif todo:
-        _init_worker(steps)
-        for s, d in todo:
-            _run_steps(s, d)
+    with _shard_progress(progress and bool(todo), len(todo)) as advance:
+        if n_workers > 1 and len(todo) > 1 and all(s.parallel for s in steps):
+            with ProcessPoolExecutor(n_workers, initializer=_init_worker, initargs=(steps,)) as pool:
+                for _ in pool.map(_run_steps, *zip(*todo)):
+                    advance()
+        elif todo:
+            _init_worker(steps)
+            for s, d in todo:
+                _run_steps(s, d)
+                advance()
     stats: Counter = Counter()
     for path in shard_paths(out):
         stats.update(shard_counts(path))
-    return _report(out, stats, steps=[s.name for s in steps], documents_in=count_documents(shard_paths(src)))
+    words = {"words_before": stats.pop(WORDS_IN, 0), "words_after": stats.pop(WORDS_OUT, 0)}
+    return _report(out, stats, steps=[s.name for s in steps], documents_in=count_documents(shard_paths(src)), **words)
+
+
+@contextlib.contextmanager
+def _shard_progress(enabled: bool, total: int):
+    """A rich progress bar over shards while preprocessing; silent when disabled."""
+    if not enabled:
+        yield lambda: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress("preprocess", BarColumn(), MofNCompleteColumn(), "shards", TimeElapsedColumn()) as bar:
+        task = bar.add_task("preprocess", total=total)
+        yield lambda: bar.advance(task)

@@ -67,7 +67,7 @@ def train(cfg: DictConfig, run_dir: Path, launch_dir: Path) -> float:
     step_cfgs = [[s.name, vars(s.config)] for s in spec.steps]
     pre_key = stage_key("preprocess", step_cfgs, _versions(*spec.steps), [collect_key], "".join(s.cache_token() for s in steps))
     with cache.open("preprocess", pre_key) as stage:
-        pre_report = stage.report() if stage.hit else corpus.preprocess(steps, cache.path("collect", collect_key), stage.dir, spec.preprocess.n_workers)
+        pre_report = stage.report() if stage.hit else corpus.preprocess(steps, cache.path("collect", collect_key), stage.dir, spec.preprocess.n_workers, sys.stderr.isatty())
     if pre_report["documents"] == 0:
         raise DataError(f"preprocessing dropped every document ({pre_report['counts']}): loosen the preprocess.steps options")
 
@@ -110,6 +110,8 @@ def train(cfg: DictConfig, run_dir: Path, launch_dir: Path) -> float:
         "train_seconds": throughput.seconds,
         "params": model.num_params(),
         "steps": trainer.global_step,
+        # runs with other preprocessing or tokenizers compare by val_bpb; this says which they were
+        "signature": {"preprocess": [s.name for s in spec.steps], "preprocess_key": pre_key, "tokenizer": tokenizer.name, "bytes_per_token": bytes_per_token},
         "device": str(module.device),
         "precision": str(trainer.precision),
     }

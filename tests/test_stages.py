@@ -202,3 +202,15 @@ def test_the_progress_line_shows_documents_bytes_and_rate(tmp_path, capsys):
     collect(Echo([f"text {i} " * 40 for i in range(200)]), tmp_path, progress=True)
     out = capsys.readouterr().out
     assert "collect echo: 200 docs" in out and "MB/s" in out
+
+
+def test_the_preprocess_report_counts_words_before_and_after(tmp_path):
+    from lmforge.corpus import preprocess
+    from lmforge.plugins.preprocessors.normalize import Normalize
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir(), out.mkdir()
+    collect(Echo(["one two  three", "four\x00 five", "\x01\x02"]), src)
+    report = preprocess([Normalize()], src, out, progress=True)
+    assert report["words_before"] == 6 and report["words_after"] == 5  # the control-only document is dropped
+    assert report["counts"] == {"dropped:empty_after_normalize": 1}
