@@ -121,7 +121,7 @@ def collect(collector: Collector, out: Path, shard_bytes: int = SHARD_BYTES, pro
                 collector.checkpoint()
                 nbytes, buffer, size, index = nbytes + size, [], 0, index + 1
             if n % 64 == 0:
-                update(n, nbytes + size)
+                update(len(seen), nbytes + size)
         if buffer:
             write_shard(buffer, out / f"docs-{index:05d}.parquet", counts=stats, position=n)
             collector.checkpoint()

@@ -302,11 +302,3 @@ def clone(url: str, workdir: Path) -> Path:
     os.replace(partial, dest)
     return dest
 
-
-def remote_head(url: str) -> str:
-    """The commit a URL's default branch points at, or "" when it cannot be asked."""
-    try:
-        out = _git("ls-remote", url, "HEAD", timeout=60)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, DataError):
-        return ""
-    return out.split("\t", 1)[0].strip()

@@ -249,7 +249,7 @@ class Fetcher:
             if raw.status == 429 or 500 <= raw.status < 600:
                 _discard(raw)
                 wait = retry_after(headers.get("retry-after"))
-                wait = cfg.backoff * 2**attempt if wait is None else wait
+                wait = max(cfg.backoff * 2**attempt if wait is None else wait, cfg.delay)  # never faster than the host delay
                 if attempt == cfg.max_retries or wait > cfg.max_backoff:
                     raise Skip(f"status_{raw.status}", url)
                 self.stop.wait(wait)

@@ -344,7 +344,8 @@ class Crawler:
                 if e.reason in REFUSED:  # the host itself is refused: so is every page on it
                     raise
                 # RFC 9309: a 4xx means no rules; an unreachable robots.txt means no access
-                if e.reason.startswith("status_4") or e.reason in ("content_type", "too_large"):
+                # (429 is the server asking to slow down: treated as unavailable, as Google does)
+                if (e.reason.startswith("status_4") and e.reason != "status_429") or e.reason in ("content_type", "too_large"):
                     rules.allow_all = True
                 else:
                     rules.disallow_all = True

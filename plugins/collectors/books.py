@@ -56,7 +56,7 @@ class Books(Collector):
         order; a file reached twice is read once.
         """
         if not self.config.paths:
-            raise ConfigError("collector.paths is empty: list the folders or globs to read, as collector.paths=[~/books]")
+            raise ConfigError("collector.paths is empty: list the folders or globs to read, as 'collector.paths=[\"~/books\"]'")
         wanted = set(self.config.extensions)
         found: list[tuple[Path, str]] = []
         seen: set[Path] = set()

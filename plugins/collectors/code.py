@@ -46,16 +46,19 @@ class Code(Collector):
 
     def _specs(self) -> list[str]:
         if not self.config.repos:
-            raise ConfigError("collector.repos is empty: list local folders or git URLs, as collector.repos=[~/src/project]")
+            raise ConfigError("collector.repos is empty: list local folders or git URLs, as 'collector.repos=[\"~/src/project\"]'")
         return list(dict.fromkeys(self.config.repos))  # a repository listed twice is read once
 
     def cache_token(self) -> str:
-        """Each repository's HEAD and tracked files' sizes and times: new commits or edits recollect."""
+        """Local repositories: HEAD and tracked files' sizes and times, so commits or edits
+        recollect. A URL counts by itself, without asking the network: a cached clone is
+        reused offline, and a fresh one needs another URL (a tag or commit in it) or the
+        stage cache cleared."""
         digest = hashlib.sha256()
         specs = self._specs()
         for spec, name in zip(specs, _code.repo_names(specs)):
             if _code.is_url(spec):
-                digest.update(f"{spec}\0{_code.remote_head(spec)}\n".encode())
+                digest.update(f"{spec}\n".encode())
                 continue
             repo = _code.Repo.open(spec, name, workdir=Path())
             digest.update(f"{spec}\0{repo.commit}\n".encode())

@@ -75,12 +75,13 @@ class Hf(Collector):
 
     def cache_token(self) -> str:
         # local files: their sizes and modification times; the Hub: only a pinned revision
+        import glob
+
         parts = []
         for pattern in self.config.data_files:
-            path = Path(pattern).expanduser()
-            if path.is_file():
-                st = path.stat()
-                parts.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
+            for name in sorted(glob.glob(str(Path(pattern).expanduser()), recursive=True)):
+                st = Path(name).stat()
+                parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
         return ";".join(parts)
 
     def _load(self):

@@ -51,6 +51,25 @@ class WebConfig:
     allow_networks: List[str] = field(default_factory=list)
     warc_path: Optional[str] = None
 
+    def __post_init__(self) -> None:
+        # cheap checks (stdlib only) so that a bad value fails before any work, naming its key
+        import ipaddress
+        import re
+
+        if self.concurrency < 1 or self.delay < 0 or self.max_retries < 0 or self.max_redirects < 0:
+            raise ValueError("concurrency must be >= 1, and delay, max_retries, max_redirects >= 0")
+        for key in ("allow", "deny"):
+            for pattern in getattr(self, key):
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise ValueError(f"{key}: {pattern!r} is not a valid regular expression ({exc})") from None
+        for net in self.allow_networks:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"allow_networks: {exc}; use CIDR notation such as 127.0.0.0/8") from None
+
 
 class Web(Collector):
     """Crawls the web; its order is not repeatable, so it resumes from its own state.

@@ -294,3 +294,12 @@ def test_a_crawl_killed_inside_the_stage_runner_resumes_from_its_last_shard(site
     copies = [p for p in ids if p in COPIES]
     assert len(copies) == 1 and sorted(set(ids) - set(copies)) == sorted(PAGES)
     assert report["counts"]["skipped:robots"] == 1 and report["counts"]["skipped:content_type"] == 2
+
+
+def test_bad_options_fail_when_the_config_is_checked():
+    with pytest.raises(ValueError, match="allow_networks: .*CIDR"):
+        WebConfig(allow_networks=["127.0.0.0/33"])
+    with pytest.raises(ValueError, match="deny: '\\(' is not a valid regular expression"):
+        WebConfig(deny=["("])
+    with pytest.raises(ValueError, match="concurrency"):
+        WebConfig(concurrency=0)
