@@ -132,6 +132,8 @@ class Preprocessor(Component):
       its reason, as ``stats["dropped:too_short"] += 1``.
     - A step that must see every document in one process (corpus-wide deduplication)
       sets ``parallel = False``; it then runs in the main process, shard after shard.
+      Such a step returns its corpus-wide state from ``state()``; the runner saves it
+      after each shard and hands it to ``restore`` when an interrupted run resumes.
     """
 
     kind = "preprocessor"
@@ -142,6 +144,13 @@ class Preprocessor(Component):
 
     def process(self, docs: Iterable[Document], stats: Counter) -> Iterator[Document]:
         raise NotImplementedError
+
+    def state(self) -> Any:
+        """Picklable corpus-wide state to carry across an interruption, or None."""
+        return None
+
+    def restore(self, state: Any) -> None:
+        """Take back what ``state`` returned, after ``setup``, when a run resumes."""
 
 
 class Tokenizer(Component):

@@ -12,14 +12,16 @@ import contextlib
 import hashlib
 import json
 import os
+import pickle
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from lmforge.contracts import Collector, Document, Preprocessor
-from lmforge.stages import atomic_write_json
+from lmforge.stages import atomic_write_bytes, atomic_write_json
 
 SHARD_BYTES = 8 << 20
 DUPLICATE = "skipped:duplicate_content"
@@ -205,13 +207,26 @@ def preprocess(steps: list[Preprocessor], src: Path, out: Path, n_workers: int =
     todo = [(p, out / p.name) for p in shard_paths(src) if not (out / p.name).exists()]
     with _shard_progress(progress and bool(todo), len(todo)) as advance:
         if n_workers > 1 and len(todo) > 1 and all(s.parallel for s in steps):
-            with ProcessPoolExecutor(n_workers, initializer=_init_worker, initargs=(steps,)) as pool:
-                for _ in pool.map(_run_steps, *zip(*todo)):
-                    advance()
+            try:
+                with ProcessPoolExecutor(n_workers, initializer=_init_worker, initargs=(steps,)) as pool:
+                    for _ in pool.map(_run_steps, *zip(*todo)):
+                        advance()
+            except BrokenProcessPool:
+                _init_worker(steps)  # a step's setup() failed in a worker: rerun it here for its own error
+                raise
         elif todo:
             _init_worker(steps)
+            saved = out / "_work" / "steps.pkl"  # corpus-wide step state, as of the last shard
+            if saved.exists():
+                for step, state in zip(steps, pickle.loads(saved.read_bytes())):
+                    if state is not None:
+                        step.restore(state)
             for s, d in todo:
                 _run_steps(s, d)
+                states = [step.state() for step in steps]
+                if any(state is not None for state in states):
+                    saved.parent.mkdir(exist_ok=True)
+                    atomic_write_bytes(saved, pickle.dumps(states))
                 advance()
     stats: Counter = Counter()
     for path in shard_paths(out):

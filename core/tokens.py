@@ -23,7 +23,7 @@ from lmforge.corpus import read_documents, shard_paths
 from lmforge.errors import DataError
 from lmforge.stages import atomic_write_json
 
-ENCODE_BATCH = 256
+ENCODE_BATCH = 1024  # documents per encode_batch call: large enough to keep every core busy
 
 
 def id_hash(doc_id: str) -> int:
@@ -68,25 +68,33 @@ def tokenize(tokenizer: Tokenizer, src: Path, out: Path) -> dict:
 
 
 def _encode_shard(tokenizer: Tokenizer, shard: Path, stem: Path, dtype, sep: int | None) -> None:
-    offsets, hashes, nbytes = [0], [], 0
+    # Reads only the two columns it needs and writes one array per batch: per-document
+    # Python work (Document objects, a write per document) would cost as much as encoding
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    lengths, hashes, nbytes = [], [], 0
     tmp_bin = stem.with_name(f".{stem.name}.bin.tmp-{os.getpid()}")
     with open(tmp_bin, "wb") as f:
-        batch: list = []
-        for doc in [*read_documents([shard]), None]:
-            if doc is not None:
-                batch.append(doc)
-            if batch and (doc is None or len(batch) == ENCODE_BATCH):
-                for d, ids in zip(batch, tokenizer.encode_batch([d.text for d in batch])):
-                    if sep is not None:
-                        ids.append(sep)
-                    np.asarray(ids, dtype=dtype).tofile(f)
-                    offsets.append(offsets[-1] + len(ids))
-                    hashes.append(id_hash(d.id))
-                    nbytes += len(d.text.encode("utf-8"))
-                batch = []
+        for batch in pq.ParquetFile(shard).iter_batches(batch_size=ENCODE_BATCH, columns=["id", "text"]):
+            if not batch.num_rows:
+                continue
+            texts = batch.column("text")
+            encoded = tokenizer.encode_batch(texts.to_pylist())
+            counts = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+            ids = np.concatenate([np.asarray(e, dtype=dtype) for e in encoded])
+            if sep is not None:
+                ids = np.insert(ids, np.cumsum(counts), sep)  # after each document's last token
+                counts += 1
+            ids.tofile(f)
+            lengths.append(counts)
+            hashes.extend(map(id_hash, batch.column("id").to_pylist()))
+            nbytes += pc.sum(pc.binary_length(texts)).as_py() or 0
     os.replace(tmp_bin, stem.with_suffix(".bin"))
+    counts = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     tmp_npz = stem.with_name(f".{stem.name}.npz.tmp-{os.getpid()}.npz")
-    np.savez(tmp_npz, offsets=np.asarray(offsets, np.int64), id_hash=np.asarray(hashes, np.uint64), text_bytes=nbytes)
+    np.savez(tmp_npz, offsets=offsets, id_hash=np.asarray(hashes, np.uint64), text_bytes=nbytes)
     os.replace(tmp_npz, stem.with_suffix(".npz"))
 
 

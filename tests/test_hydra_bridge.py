@@ -63,7 +63,7 @@ def test_a_wrong_key_or_type_is_an_error_naming_the_key(override, key):
 
 
 def test_an_unknown_preprocess_step_lists_the_available_ones():
-    with pytest.raises(ConfigError, match=r"no preprocessor named 'lemmatise'.*Available: none, normalize"):
+    with pytest.raises(ConfigError, match=r"no preprocessor named 'lemmatise'.*Available: .*lemma.*normalize"):
         hydra_bridge.check(compose_train("preprocess.steps=[{name:lemmatise}]"))
 
 

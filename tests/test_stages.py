@@ -214,3 +214,29 @@ def test_the_preprocess_report_counts_words_before_and_after(tmp_path):
     report = preprocess([Normalize()], src, out, progress=True)
     assert report["words_before"] == 6 and report["words_after"] == 5  # the control-only document is dropped
     assert report["counts"] == {"dropped:empty_after_normalize": 1}
+
+
+def test_a_resumed_preprocess_restores_corpus_wide_step_state(tmp_path):
+    """Dedup after an interruption still knows the documents of the shards already done."""
+    from lmforge.corpus import preprocess
+    from lmforge.plugins.preprocessors.dedup import Dedup
+
+    class DiesAtTheFourthShard(Dedup):
+        shards = 0
+
+        def process(self, docs, stats):
+            self.shards += 1
+            if self.shards == 4:
+                raise KeyboardInterrupt("killed")
+            yield from super().process(docs, stats)
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir(), out.mkdir()
+    paragraph = "the quick brown fox jumps over the lazy dog near the river bank today " * 6
+    collect(Echo([f"{paragraph} number {i}" for i in range(6)]), src, shard_bytes=1)  # a shard per document
+    with pytest.raises(KeyboardInterrupt):
+        preprocess([DiesAtTheFourthShard()], src, out)
+    assert len(shard_paths(out)) == 3
+    report = preprocess([Dedup()], src, out)
+    assert report["documents"] == 1  # the near-duplicates in shards 3-5 met the restored index
+    assert report["counts"] == {"dropped:near_duplicate": 5}

@@ -3,11 +3,16 @@
 The default ``whitespace: lines`` keeps indentation, because code is half of what
 lmforge trains on: it strips trailing spaces, turns CRLF into LF and squeezes runs of
 blank lines to one. ``collapse`` folds every run of whitespace to one space, for prose.
+``strip_punctuation`` removes every character of Unicode's punctuation categories (P*),
+for the classic bag-of-words pipelines; it runs before the whitespace clean-up, so the
+gaps it leaves are tidied too.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+import sys
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
@@ -23,12 +28,22 @@ BLANK_RUNS = re.compile(r"\n{3,}")
 ANY_SPACE = re.compile(r"\s+")
 
 
+@functools.cache
+def punctuation() -> dict[int, None]:
+    """A ``str.translate`` table deleting the Unicode categories P* (Pc, Pd, Ps, Pe, Pi, Pf, Po).
+
+    Built once per process (a fraction of a second); translate beats a regex here by far.
+    """
+    return dict.fromkeys(c for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c))[0] == "P")
+
+
 @dataclass
 class NormalizeConfig:
     form: str = "NFC"
     lowercase: bool = False
     whitespace: str = "lines"
     strip_control: bool = True
+    strip_punctuation: bool = False
 
     def __post_init__(self) -> None:
         if self.form not in ("NFC", "NFKC", "NFD", "NFKD"):
@@ -48,6 +63,8 @@ class Normalize(Preprocessor):
             text = CONTROL.sub("", text)
         if c.lowercase:
             text = text.lower()
+        if c.strip_punctuation:
+            text = text.translate(punctuation())
         if c.whitespace == "lines":
             text = BLANK_RUNS.sub("\n\n", TRAILING.sub("", text)).strip("\n") + "\n"
         elif c.whitespace == "collapse":

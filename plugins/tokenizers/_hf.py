@@ -2,14 +2,33 @@
 
 Subclasses build and train ``self.tok`` (a ``tokenizers.Tokenizer``); this base saves,
 loads, encodes and decodes it. ``tokenizers`` is imported on first use, not at discovery.
+
+Every kind encodes with ``add_special_tokens=False`` and saves no post-processor: the
+tokenize stage appends the document separator itself, so the saved ``tokenizer.json``
+gives the same ids in ``transformers.PreTrainedTokenizerFast`` with
+``add_special_tokens=False``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from lmforge.contracts import Tokenizer
+
+
+def check_special_tokens(kind: str, special_tokens: dict[str, str], required: Iterable[str] = ()) -> None:
+    """Refuse a ``special_tokens`` mapping that lacks a role the model needs or reuses a token."""
+    missing = [role for role in required if not special_tokens.get(role)]
+    if missing:
+        roles = ", ".join(repr(r) for r in missing)
+        raise ValueError(
+            f"tokenizer={kind}: special_tokens has no token for the role(s) {roles}; "
+            f"add one, as tokenizer.special_tokens.{missing[0]}=..."
+        )
+    tokens = list(special_tokens.values())
+    if len(set(tokens)) != len(tokens):
+        raise ValueError(f"tokenizer={kind}: special_tokens gives the same token to two roles: {special_tokens}")
 
 
 class HFTokenizer(Tokenizer):
@@ -19,6 +38,10 @@ class HFTokenizer(Tokenizer):
         if self.tok is None:
             raise RuntimeError(f"tokenizer {self.name!r} is neither trained nor loaded")
         return self.tok
+
+    def _special_list(self) -> list[str]:
+        """The special tokens in config order: trainers give them the first ids in this order."""
+        return list(self.config.special_tokens.values())
 
     def save(self, path: Path) -> None:
         # tokenizers writes in place; write beside the target and rename so a crash leaves no half file

@@ -1,6 +1,9 @@
 from collections import Counter
+from dataclasses import asdict
+from importlib.resources import files
 
 import pytest
+from omegaconf import OmegaConf
 
 from lmforge.contracts import Document
 from lmforge.plugins.preprocessors.normalize import Normalize, NormalizeConfig
@@ -40,3 +43,26 @@ def test_a_document_left_empty_is_dropped_and_counted():
 def test_an_unknown_normal_form_is_refused():
     with pytest.raises(ValueError, match="NFX"):
         NormalizeConfig(form="NFX")
+
+
+def test_strip_punctuation_removes_every_unicode_punctuation_category_and_tidies_the_gaps():
+    out, _ = run("Hello, «world»! — it's 3.5… (ok) ¿sí?\n", strip_punctuation=True, whitespace="collapse")
+    assert out[0].text == "Hello world its 35 ok sí"
+
+
+def test_punctuation_stays_by_default_and_symbols_are_not_punctuation():
+    out, _ = run("a + b = c; $5 ©\n")
+    assert out[0].text == "a + b = c; $5 ©\n"
+    out, _ = run("a + b = c; $5 ©\n", strip_punctuation=True)
+    assert out[0].text == "a + b = c $5 ©\n"
+
+
+def test_a_document_of_punctuation_only_is_dropped():
+    out, stats = run("!?…\n", strip_punctuation=True)
+    assert out == [] and stats["dropped:empty_after_normalize"] == 1
+
+
+def test_the_preset_lists_every_option_with_its_default():
+    steps = OmegaConf.load(files("lmforge.conf") / "preprocess" / "normalize.yaml").steps
+    assert [s.name for s in steps] == ["normalize"]
+    assert {k: v for k, v in steps[0].items() if k != "name"} == asdict(NormalizeConfig())
