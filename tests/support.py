@@ -43,3 +43,21 @@ def lmforge(*args: str, cwd: Path, env: dict | None = None, check: bool = True, 
     if check and proc.returncode != 0:
         raise AssertionError(f"lmforge {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+# TINY cut to the least that still runs every stage, for tests of a component other than the model
+SMOKE = {
+    "collector.max_bytes": "100000",
+    "model.n_layer": "1",
+    "data.val_batches": "1",
+    "trainer.max_steps": "3",
+    "trainer.val_check_interval": "3",
+    "scheduler.warmup_steps": "1",
+    "sample.max_new_tokens": "2",
+}
+
+
+def smoke_run(drop=()) -> list[str]:
+    """TINY with SMOKE on top, as overrides, leaving out the keys in ``drop``."""
+    overrides = dict(o.split("=", 1) for o in TINY) | SMOKE
+    return [f"{key}={value}" for key, value in overrides.items() if key not in drop]

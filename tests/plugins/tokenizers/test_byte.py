@@ -1,29 +1,12 @@
 import json
 
 import pytest
-from support import TINY, lmforge
+from support import lmforge, smoke_run
 
 from lmforge.plugins.tokenizers.byte import Byte, ByteConfig, byte_alphabet
 from lmforge.testing import TokenizerContract
 
 ANY_TEXT = "Grüße 東京 🚀 \t\n\x00"
-
-
-# TINY cut to the least that still runs every stage: here the tokenizer is under test, not training
-SHORT = {
-    "collector.max_bytes": "100000",
-    "model.n_layer": "1",
-    "data.val_batches": "1",
-    "trainer.max_steps": "3",
-    "trainer.val_check_interval": "3",
-    "scheduler.warmup_steps": "1",
-    "sample.max_new_tokens": "2",
-}
-
-
-def short_run(drop=()):
-    overrides = dict(o.split("=", 1) for o in TINY) | SHORT
-    return [f"{key}={value}" for key, value in overrides.items() if key not in drop]
 
 
 class TestByteContract(TokenizerContract):
@@ -84,7 +67,7 @@ def test_a_missing_eos_is_refused_naming_the_key():
 
 
 def test_lmforge_train_runs_end_to_end_on_bytes(tmp_path):
-    quick = short_run(drop=["tokenizer.vocab_size"])
+    quick = smoke_run(drop=["tokenizer.vocab_size"])
     run, cache = tmp_path / "run", tmp_path / "cache"
     lmforge(
         "train", "tokenizer=byte", *quick, f"hydra.run.dir={run}",

@@ -2,27 +2,10 @@ import json
 
 import numpy as np
 import pytest
-from support import TINY, lmforge
+from support import lmforge, smoke_run
 
 from lmforge.plugins.tokenizers.wordpiece import WordPiece, WordPieceConfig
 from lmforge.testing import TokenizerContract
-
-
-# TINY cut to the least that still runs every stage: here the tokenizer is under test, not training
-SHORT = {
-    "collector.max_bytes": "100000",
-    "model.n_layer": "1",
-    "data.val_batches": "1",
-    "trainer.max_steps": "3",
-    "trainer.val_check_interval": "3",
-    "scheduler.warmup_steps": "1",
-    "sample.max_new_tokens": "2",
-}
-
-
-def short_run(drop=()):
-    overrides = dict(o.split("=", 1) for o in TINY) | SHORT
-    return [f"{key}={value}" for key, value in overrides.items() if key not in drop]
 
 
 class TestWordPieceContract(TokenizerContract):
@@ -81,7 +64,7 @@ def test_a_missing_unk_is_refused_naming_the_key():
 def test_lmforge_train_runs_end_to_end_with_sep_between_documents(tmp_path):
     from lmforge.tokens import load_shards
 
-    quick = short_run()
+    quick = smoke_run()
     run, cache = tmp_path / "run", tmp_path / "cache"
     lmforge(
         "train", "tokenizer=wordpiece", *quick, f"hydra.run.dir={run}",
