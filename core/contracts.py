@@ -124,9 +124,10 @@ class Preprocessor(Component):
 
     Contract:
 
-    - Instances are pickled to worker processes before ``setup`` runs, so keep heavy
-      state (a spaCy pipeline) out of ``__init__`` and create it in ``setup``.
-    - ``setup`` runs once per process before the first ``process`` call.
+    - Keep heavy state (a spaCy pipeline) out of ``__init__`` and create it in ``setup``:
+      where workers are spawned, instances are pickled to them before ``setup`` runs.
+    - ``setup`` runs once per process before the first ``process`` call (once in total
+      where workers are forked: they inherit the set-up instance).
     - ``process`` takes an iterable of documents (one shard) and yields those it keeps,
       possibly changed. A dropped document is not yielded; count it in ``stats`` with
       its reason, as ``stats["dropped:too_short"] += 1``.

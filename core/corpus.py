@@ -11,12 +11,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import multiprocessing
 import os
 import pickle
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -207,13 +207,16 @@ def preprocess(steps: list[Preprocessor], src: Path, out: Path, n_workers: int =
     todo = [(p, out / p.name) for p in shard_paths(src) if not (out / p.name).exists()]
     with _shard_progress(progress and bool(todo), len(todo)) as advance:
         if n_workers > 1 and len(todo) > 1 and all(s.parallel for s in steps):
-            try:
-                with ProcessPoolExecutor(n_workers, initializer=_init_worker, initargs=(steps,)) as pool:
-                    for _ in pool.map(_run_steps, *zip(*todo)):
-                        advance()
-            except BrokenProcessPool:
-                _init_worker(steps)  # a step's setup() failed in a worker: rerun it here for its own error
-                raise
+            # Set up once here: a failing setup() raises its own error in this process, and
+            # forked workers inherit the loaded state instead of each loading it again.
+            # Under spawn or forkserver the steps are pickled and set up in every worker.
+            _init_worker(steps)
+            context = multiprocessing.get_context()
+            inherit = context.get_start_method() == "fork"
+            init = {} if inherit else {"initializer": _init_worker, "initargs": (steps,)}
+            with ProcessPoolExecutor(n_workers, mp_context=context, **init) as pool:
+                for _ in pool.map(_run_steps, *zip(*todo)):
+                    advance()
         elif todo:
             _init_worker(steps)
             saved = out / "_work" / "steps.pkl"  # corpus-wide step state, as of the last shard
