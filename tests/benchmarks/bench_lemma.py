@@ -12,10 +12,10 @@ so every machine can run it offline. One run times:
   the validity check, chunking, ``nlp.pipe``, joining the text back, writing shards;
 - the same stage with two worker processes.
 
-spaCy is imported once before the timings, and the two stage runs go first, before the
-corpus is read into this process. Worker processes fork from this process, so they
-inherit the import and load only the tables (the stage's setup is inside its timing);
-in ``lmforge train`` each worker also imports spaCy, a few seconds once per run.
+spaCy is imported once before the timings. The stage sets the step up once (inside its
+timing) and its forked workers inherit it. The four measurements are repeated
+``--repeats`` times, interleaved, and the median of each is compared, so that drift on
+a shared machine hits every side.
 
 It prints the rates, the stage against bare spaCy (target >= 0.8) and two workers
 against one (target >= 1.7 on a 2-core machine), each from wall time and from CPU time.
@@ -23,7 +23,7 @@ The CPU figures hold up on a busy machine: for two workers, the speed-up two fre
 cores would give if the work split evenly, which shows the cost of the workers' setup
 but not any imbalance.
 
-    python tests/benchmarks/bench_lemma.py [--max-mb 12]
+    python tests/benchmarks/bench_lemma.py [--max-mb 12] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -75,39 +75,38 @@ def timed(function) -> Timing:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-mb", type=float, default=None, help="collect at most this many MB of the standard library")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats; the median of each is compared")
     args = parser.parse_args()
     max_bytes = int(args.max_mb * 1e6) if args.max_mb else None
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         src = build_corpus(root, max_bytes)
-        load_blank("en", lemmatizer=True)  # imports spaCy, not timed
-
-        stage = {}
-        for workers in (1, 2):
-            out = root / f"out-{workers}"
-            out.mkdir()
-            stage[workers] = timed(lambda: preprocess([Lemma()], src, out, n_workers=workers))
-
         docs = list(read_documents(shard_paths(src)))
         texts = [d.text for d in docs]
         mb = sum(len(t.encode("utf-8")) for t in texts) / 1e6
         shards = len(shard_paths(src))
-        assert all(stage[w].result["documents"] == len(docs) for w in stage), [stage[w].result for w in stage]
-
-        nlp = load_blank("en", lemmatizer=True)
-        bare = timed(lambda: sum(len(doc) for doc in nlp.pipe(texts, batch_size=Lemma().batch_size)))
+        nlp = load_blank("en", lemmatizer=True)  # imports spaCy, not timed
+        runs: dict[str, list[Timing]] = {"stage1": [], "stage2": [], "bare": [], "alone": []}
+        for repeat in range(args.repeats):
+            for workers in (1, 2):
+                out = root / f"out-{workers}-{repeat}"
+                out.mkdir()
+                runs[f"stage{workers}"].append(timed(lambda: preprocess([Lemma()], src, out, n_workers=workers)))
+                assert runs[f"stage{workers}"][-1].result["documents"] == len(docs)
+            runs["bare"].append(timed(lambda: sum(len(doc) for doc in nlp.pipe(texts, batch_size=Lemma().batch_size))))
+            step = Lemma()
+            step.setup()
+            runs["alone"].append(timed(lambda: sum(1 for _ in step.process(iter(docs), Counter()))))
+        median = {k: sorted(v, key=lambda t: t.wall)[len(v) // 2] for k, v in runs.items()}
+        stage, bare, alone = {1: median["stage1"], 2: median["stage2"]}, median["bare"], median["alone"]
         words = bare.result
 
-        step = Lemma()
-        step.setup()
-        alone = timed(lambda: sum(1 for _ in step.process(iter(docs), Counter())))
-        assert alone.result == len(docs)
-
     print(f"corpus: Python {sys.version.split()[0]} standard library, {mb:.1f} MB, {len(docs):,} documents, "
-          f"{shards} shards, {words:,} words (spaCy tokens); {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+          f"{shards} shards, {words:,} words (spaCy tokens); {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; "
+          f"medians of {args.repeats} interleaved repeats")
     print(f"{'':<22} {'words/s':>9} {'wall s':>7} {'CPU s':>7}")
-    runs = [("bare spaCy nlp.pipe", bare), ("lemma step process()", alone), ("stage, 1 worker", stage[1]), ("stage, 2 workers", stage[2])]
-    for name, t in runs:
+    rows = [("bare spaCy nlp.pipe", bare), ("lemma step process()", alone), ("stage, 1 worker", stage[1]), ("stage, 2 workers", stage[2])]
+    for name, t in rows:
         print(f"{name:<22} {words / t.wall / 1e3:8.1f}k {t.wall:7.2f} {t.cpu:7.2f}")
     print("ratios                  wall    CPU")
     print(f"step process() / bare   {bare.wall / alone.wall:5.2f}  {bare.cpu / alone.cpu:5.2f}")
