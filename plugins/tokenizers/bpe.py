@@ -38,7 +38,7 @@ class BPE(HFTokenizer):
         trainer = trainers.BpeTrainer(
             vocab_size=self.config.vocab_size,
             min_frequency=self.config.min_frequency,
-            special_tokens=list(self.config.special_tokens.values()),
+            special_tokens=self._special_list(),
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
             show_progress=False,
         )
