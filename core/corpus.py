@@ -27,6 +27,13 @@ SHARD_BYTES = 8 << 20
 DUPLICATE = "skipped:duplicate_content"
 WORDS_IN, WORDS_OUT = "words:before", "words:after"  # whitespace-separated words, counted per shard
 COLUMNS = ["id", "text", "source", "uri", "license", "meta"]
+# Parallel preprocessing hands out parts of shards: about this many per worker over the
+# whole job, so the last parts are small next to the whole and the workers finish
+# together, but none under MIN_PART_CHARS, where handing them out would cost more than
+# the imbalance; at most WINDOW_PER_WORKER per worker wait unwritten in memory.
+PARTS_PER_WORKER = 24
+MIN_PART_CHARS = 64 << 10
+WINDOW_PER_WORKER = 6
 
 
 def shard_paths(folder: Path) -> list[Path]:
@@ -189,14 +196,98 @@ def _counting_words(docs: Iterable[Document], stats: Counter, key: str) -> Itera
         yield doc
 
 
+def _apply_steps(docs: Iterable[Document]) -> tuple[list[Document], Counter]:
+    """This process's pipeline over ``docs``: the documents kept, and the counts."""
+    stats: Counter = Counter()
+    stream: Iterable[Document] = _counting_words(docs, stats, WORDS_IN)
+    for step in _STEPS:
+        stream = step.process(stream, stats)
+    return list(_counting_words(stream, stats, WORDS_OUT)), stats
+
+
 def _run_steps(src: Path, dst: Path) -> Counter:
     """Apply this process's pipeline to one shard; the counts are stored in the shard."""
-    stats: Counter = Counter()
-    docs: Iterable[Document] = _counting_words(read_documents([src]), stats, WORDS_IN)
-    for step in _STEPS:
-        docs = step.process(docs, stats)
-    write_shard(list(_counting_words(docs, stats, WORDS_OUT)), dst, counts=stats)
+    kept, stats = _apply_steps(read_documents([src]))
+    write_shard(kept, dst, counts=stats)
     return stats
+
+
+def _shard_parts(todo: list[tuple[Path, Path]], part_chars: int) -> Iterator[tuple[Path, list[list[Document]]]]:
+    """Each shard to do, read and cut into consecutive runs of documents of about
+    ``part_chars`` characters each, so that workers can share even a few shards evenly."""
+    for src, dst in todo:
+        docs = list(read_documents([src]))
+        total = sum(len(d.text) for d in docs)
+        target = total / max(1, round(total / part_chars))
+        parts: list[list[Document]] = [[]]
+        size = 0
+        for doc in docs:
+            if parts[-1] and size >= target * len(parts):
+                parts.append([])
+            parts[-1].append(doc)
+            size += len(doc.text)
+        yield dst, parts
+
+
+def _run_parallel(todo: list[tuple[Path, Path]], steps: list[Preprocessor], n_workers: int, advance) -> None:
+    """Run the pipeline over the shards in ``n_workers`` processes, in parts of shards.
+
+    Shards are cut into parts (``PARTS_PER_WORKER`` per worker over the whole job), so
+    the workers finish together even when the shards do not divide evenly among them.
+    This process reads the shards, reassembles each from its parts in order and writes
+    it, so the output is the one a single process makes, shard by shard (for steps
+    that stream document by document, as the spaCy lookup pipeline does, down to the
+    order of the keys of the counts; a step that batches could interleave its counts
+    differently, never changing them). Parts are
+    handed out only while fewer than ``WINDOW_PER_WORKER`` per worker are unwritten (or
+    none is running), which keeps memory flat while a long part holds its shard back.
+    """
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    # Set up once here: a failing setup() raises its own error in this process, and
+    # forked workers inherit the loaded state instead of each loading it again.
+    # Under spawn or forkserver the steps are pickled and set up in every worker.
+    _init_worker(steps)
+    context = multiprocessing.get_context()
+    init = {} if context.get_start_method() == "fork" else {"initializer": _init_worker, "initargs": (steps,)}
+    total = sum(_text_bytes(src) for src, _ in todo)  # bytes stand in for characters here
+    part_chars = max(MIN_PART_CHARS, total // (PARTS_PER_WORKER * n_workers))
+    results: dict[Path, list] = {}  # dst -> (kept, counts) of each part of the shard, None until back
+    running: dict = {}  # future -> (dst, part number)
+
+    def finish() -> None:
+        for future in wait(running, return_when=FIRST_COMPLETED).done:
+            dst, i = running.pop(future)
+            parts = results[dst]
+            parts[i] = future.result()
+            if all(part is not None for part in parts):
+                del results[dst]
+                stats: Counter = Counter()
+                for _, counts in parts:  # in part order, as one pass over the shard counts
+                    stats.update(counts)
+                write_shard([doc for kept, _ in parts for doc in kept], dst, counts=stats)
+                advance()
+
+    with ProcessPoolExecutor(n_workers, mp_context=context, **init) as pool:
+        try:
+            for dst, parts in _shard_parts(todo, part_chars):
+                results[dst] = [None] * len(parts)
+                for i, part in enumerate(parts):
+                    while running and sum(map(len, results.values())) >= WINDOW_PER_WORKER * n_workers:
+                        finish()
+                    running[pool.submit(_apply_steps, part)] = (dst, i)
+            while running:
+                finish()
+        except BaseException:
+            for future in running:
+                future.cancel()
+            raise
+
+
+def _text_bytes(path: Path) -> int:
+    """The UTF-8 bytes of a shard's text, from its metadata (the file size if it has none)."""
+    sources = _shard_meta(path).get("lmforge.sources")
+    return sum(nbytes for _, nbytes in sources.values()) if sources else path.stat().st_size
 
 
 def preprocess(steps: list[Preprocessor], src: Path, out: Path, n_workers: int = 1, progress: bool = False) -> dict:
@@ -207,16 +298,7 @@ def preprocess(steps: list[Preprocessor], src: Path, out: Path, n_workers: int =
     todo = [(p, out / p.name) for p in shard_paths(src) if not (out / p.name).exists()]
     with _shard_progress(progress and bool(todo), len(todo)) as advance:
         if n_workers > 1 and len(todo) > 1 and all(s.parallel for s in steps):
-            # Set up once here: a failing setup() raises its own error in this process, and
-            # forked workers inherit the loaded state instead of each loading it again.
-            # Under spawn or forkserver the steps are pickled and set up in every worker.
-            _init_worker(steps)
-            context = multiprocessing.get_context()
-            inherit = context.get_start_method() == "fork"
-            init = {} if inherit else {"initializer": _init_worker, "initargs": (steps,)}
-            with ProcessPoolExecutor(n_workers, mp_context=context, **init) as pool:
-                for _ in pool.map(_run_steps, *zip(*todo)):
-                    advance()
+            _run_parallel(todo, steps, n_workers, advance)
         elif todo:
             _init_worker(steps)
             saved = out / "_work" / "steps.pkl"  # corpus-wide step state, as of the last shard

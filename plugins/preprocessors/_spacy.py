@@ -157,9 +157,9 @@ class SpacyStep(Preprocessor):
     """Base of the steps that work on spaCy tokens.
 
     A subclass builds its pipeline in ``load`` and turns each processed chunk back into
-    text in ``rewrite``. Broken documents are dropped as ``dropped:invalid_utf8`` or
-    ``dropped:binary``, and a document left with nothing but whitespace as
-    ``dropped:empty_after_<name>``.
+    text in ``rewrite`` (or in ``rewrite_chunk``, which also gets the chunk's text).
+    Broken documents are dropped as ``dropped:invalid_utf8`` or ``dropped:binary``, and
+    a document left with nothing but whitespace as ``dropped:empty_after_<name>``.
     """
 
     batch_size: int = BATCH_SIZE
@@ -181,6 +181,12 @@ class SpacyStep(Preprocessor):
     def rewrite(self, doc: "Doc") -> str:
         raise NotImplementedError
 
+    def rewrite_chunk(self, doc: "Doc", text: str) -> str:
+        """``rewrite``, given also the text ``doc`` was made from (``doc.text``, which spaCy
+        would rebuild token by token): a step that changes few tokens splices its changes
+        into ``text`` instead of joining every token."""
+        return self.rewrite(doc)
+
     def setup(self) -> None:
         self.nlp = self.load()
 
@@ -189,23 +195,21 @@ class SpacyStep(Preprocessor):
             self.setup()
         limit = min(CHUNK_CHARS, self.nlp.max_length)
         pending: deque[tuple[Document, int]] = deque()  # documents in flight, with their chunk counts
+        sources: deque[str] = deque()  # the texts in flight, one per chunk
 
         def texts() -> Iterator[str]:
             for doc in docs:
                 if reason := invalid_reason(doc.text):
                     stats[f"dropped:{reason}"] += 1
                     continue
-                if len(doc.text) <= limit:
-                    pending.append((doc, 1))
-                    yield doc.text
-                else:
-                    pieces = list(chunks(doc.text, limit))
-                    pending.append((doc, len(pieces)))
-                    yield from pieces
+                pieces = [doc.text] if len(doc.text) <= limit else list(chunks(doc.text, limit))
+                pending.append((doc, len(pieces)))
+                sources.extend(pieces)
+                yield from pieces
 
         parts: list[str] = []
         for processed in self.nlp.pipe(texts(), batch_size=self.batch_size):
-            parts.append(self.rewrite(processed))
+            parts.append(self.rewrite_chunk(processed, sources.popleft()))
             doc, n = pending[0]  # nlp.pipe keeps order, so the oldest document is this one
             if len(parts) < n:
                 continue

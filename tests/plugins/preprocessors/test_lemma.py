@@ -171,6 +171,47 @@ def test_the_pipeline_runs_the_same_in_two_worker_processes(tmp_path):
     assert texts == [[d.text for d in corpus.read_documents([p])] for p in corpus.shard_paths(tmp_path / "two")]
 
 
+def test_two_workers_share_parts_of_shards_and_write_the_same_bytes_as_one(tmp_path, monkeypatch):
+    """Shards cut into parts for the workers are reassembled in order, counts included."""
+    docs = [Document(f"d{i}", f"The geese were running to the children, number {i}. " * 40, "t") for i in range(12)]
+    docs[7].text = "\ufffd" * 30 + " broken"
+    (tmp_path / "src").mkdir()
+    for n in range(2):
+        corpus.write_shard(docs[n * 6:(n + 1) * 6], tmp_path / "src" / f"docs-{n:05d}.parquet")
+    monkeypatch.setattr(corpus, "MIN_PART_CHARS", 1000)  # several parts per shard
+    assert all(len(parts) >= 3 for _, parts in corpus._shard_parts([(p, p) for p in corpus.shard_paths(tmp_path / "src")], 3000))
+    steps = [Normalize(NormalizeConfig(lowercase=True)), Lemma()]
+    reports = {}
+    for workers in (1, 2):
+        (tmp_path / str(workers)).mkdir()
+        reports[workers] = corpus.preprocess(steps, tmp_path / "src", tmp_path / str(workers), n_workers=workers)
+    assert reports[1] == reports[2] and reports[1]["counts"] == {"dropped:invalid_utf8": 1}
+    for p in corpus.shard_paths(tmp_path / "1"):
+        assert p.read_bytes() == (tmp_path / "2" / p.name).read_bytes()
+
+
+def reference_rewrite(doc) -> str:
+    """The lemma step's output built token by token, which its splicing must match."""
+    parts: list[str] = []
+    changed = glued = False
+    for t in doc:
+        text, lemma = t.text, t.lemma_ or t.text
+        if glued and (changed or lemma != text) and lemma[0].isalnum() and parts[-1][-1:].isalnum():
+            parts.append(" ")
+        parts.append(lemma + t.whitespace_)
+        changed, glued = lemma != text, not t.whitespace_
+    return "".join(parts)
+
+
+@pytest.mark.parametrize("text", [
+    "", " ", "  x  y\n\n z ", "don't", "I'm sure they don't know.", "can't won't i'm geese's",
+    "The mice were eating cheeses!\n\tthe children's geese", "were", "x=were(geese)+mice  ", "ca\u0301fe\u0301s were",
+])
+def test_splicing_lemmas_into_the_text_matches_joining_every_token(ready, text):
+    doc = ready(Lemma).nlp(text)
+    assert ready(Lemma).rewrite_chunk(doc, text) == reference_rewrite(doc)
+
+
 def test_lmforge_train_with_the_lemma_preset_records_the_steps(tmp_path):
     short = ["collector.max_bytes=100000", "trainer.max_steps=4", "trainer.val_check_interval=2", "data.val_batches=2"]
     lmforge("train", *TINY, *short, "preprocess=lemma", "preprocess.n_workers=2", f"hydra.run.dir={tmp_path / 'run'}",
