@@ -18,12 +18,16 @@ from lmforge.errors import LmforgeError
 from lmforge.loader import load_plugins
 
 log = logging.getLogger("lmforge")
+# Lightning's DDP launcher adds this override when it re-runs a Hydra app for rank N
+DDP_CHILD = "hydra.job.name=train_ddp_process_"
 
 USAGE = """usage: lmforge <command> [arguments]
 
 commands:
   train [overrides]   collect, preprocess, tokenize, train and evaluate (Hydra overrides; --help for more)
+                      -m runs a sweep; with tuner=grid|random|bayes|nevergrad, lmforge's sweeper searches it
   plugins [--json]    list installed plugins, their components and config options
+  eval <run dir>      recompute a run's metrics on its validation split (or --split, --text) into eval.json
 {extra}
 Run 'lmforge train --help' for the config groups and their options."""
 
@@ -68,9 +72,18 @@ def train(argv: list[str]) -> int:
             log.error("%s", exc)
             raise SystemExit(2) from None
 
-    sys.argv = ["lmforge", *argv]
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    if multirun and any(a.startswith("tuner=") for a in argv) and not any(a.startswith("hydra/sweeper=") for a in argv):
+        argv = [*argv, "hydra/sweeper=lmforge"]  # a tuner means lmforge's sweeper drives the sweep
+    sys.argv = [sys.argv[0], *argv]  # Lightning's DDP re-runs sys.argv[0] (or python -m <module>) for each extra rank
     task()
     return 0
+
+
+def evaluate(argv: list[str]) -> int:
+    from lmforge.evaluate import main as eval_main
+
+    return eval_main(argv)
 
 
 def plugins(argv: list[str]) -> int:
@@ -121,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     except LmforgeError as exc:
         print(f"lmforge: error: {exc}", file=sys.stderr)
         return 2
-    commands = {n: c.function for n, c in registry.commands.items()} | {"train": train, "plugins": plugins}
+    commands = {n: c.function for n, c in registry.commands.items()} | {"train": train, "plugins": plugins, "eval": evaluate}
     if not argv or argv[0] in ("-h", "--help", "help"):
         extra = "".join(f"  {n:<19} {c.help} ({c.provenance})\n" for n, c in sorted(registry.commands.items()))
         print(USAGE.format(extra=extra))
@@ -129,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0] == "--version":
         print(f"lmforge {__version__}")
         return 0
+    if argv[0] not in commands and any(a.startswith(DDP_CHILD) for a in argv):
+        argv = ["train", *argv]  # a DDP rank Lightning re-launched: the parent's overrides, without the sub-command
     if argv[0] not in commands:
         print(f"lmforge: unknown command {argv[0]!r}; choose one of: {', '.join(sorted(commands))}", file=sys.stderr)
         return 2

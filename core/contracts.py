@@ -128,8 +128,9 @@ class Preprocessor(Component):
       where workers are spawned, instances are pickled to them before ``setup`` runs.
     - ``setup`` runs once per process before the first ``process`` call (once in total
       where workers are forked: they inherit the set-up instance).
-    - ``process`` takes an iterable of documents (one shard) and yields those it keeps,
-      possibly changed. A dropped document is not yielded; count it in ``stats`` with
+    - ``process`` takes an iterable of documents (one shard, or with ``n_workers > 1`` a
+      run of consecutive documents of one shard) and yields those it keeps, possibly
+      changed. A dropped document is not yielded; count it in ``stats`` with
       its reason, as ``stats["dropped:too_short"] += 1``.
     - A step that must see every document in one process (corpus-wide deduplication)
       sets ``parallel = False``; it then runs in the main process, shard after shard.
@@ -215,8 +216,8 @@ class Architecture(Component):
     ``objective`` tells the trainer how to train the model: ``"causal"`` (next-token
     prediction, windows shifted by one) or ``"masked"`` (masked-LM, BERT-style). The
     trainer picks the batch collation and loss from it, so ``model=<name>`` is all a
-    user types. (This version's trainer implements the causal objective; a masked
-    architecture is refused with a clear error until the masked-LM collation lands.)
+    user types: the data module builds ``(inputs, targets)`` batches for the objective,
+    and the trainer's loss is the same for both.
 
     The module returned by ``build`` must provide:
 
@@ -225,6 +226,8 @@ class Architecture(Component):
       ``idx`` holds only the new positions and the cache advances by T.
     - ``max_seq_len: int``, the longest input it accepts without a cache.
     - ``num_params(non_embedding: bool = True) -> int``.
+    - with ``return_attention=True``, one map per attention layer: an architecture without
+      attention layers (an RNN) returns an empty list.
     - ``flops_per_token(seq_len: int) -> float``: training FLOPs (forward + backward)
       per token, for throughput and MFU.
     - ``supports_cache: bool`` and, when true, ``init_cache(batch_size, max_len)``

@@ -66,6 +66,10 @@ def install() -> None:
     if not any(c.__name__ == "LmforgeSearchPath" for c in plugins.discover(SearchPathPlugin)):
         plugins.register(LmforgeSearchPath)
         plugins.register(GroupPackageConfigSource)
+    from lmforge.sweeper import LmforgeSweeperConf, plugin_class
+
+    plugins.register(plugin_class())  # idempotent: hydra/sweeper=lmforge
+    ConfigStore.instance().store(group="hydra/sweeper", name="lmforge", node=LmforgeSweeperConf, provider="lmforge")
 
     _, registry = load_plugins()
     shipped: dict[str, set[str]] = {}
@@ -146,7 +150,15 @@ def check(cfg: DictConfig) -> SimpleNamespace:
         setattr(spec, group, Selected(*component_config(kind, cfg[group], group)))
     for group, schema in GROUP_SCHEMAS.items():
         node = OmegaConf.to_container(cfg[group], resolve=True) if group in cfg else {}
-        setattr(spec, group, structured(schema, node, group, group))
+        what = group
+        if isinstance(schema, dict):  # one schema per option (optimizer=sgd), chosen by name
+            what = f"{group}={node.get('name')}"
+            if node.get("name") not in schema:
+                raise ConfigError(f"{group}.name={node.get('name')!r} is not an option; choose {group}=<one of {', '.join(schema)}>")
+            schema = schema[node["name"]]
+        setattr(spec, group, structured(schema, node, group, what))
+    if cfg.get("tuner") is not None:  # read by the sweeper; checked here so a typo fails at once
+        spec.tuner = Selected(*component_config("tuner", cfg.tuner, "tuner"))
     spec.steps = [
         Selected(*component_config("preprocessor", step, f"preprocess.steps[{i}]"))
         for i, step in enumerate(spec.preprocess.steps)

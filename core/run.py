@@ -42,11 +42,11 @@ def train(cfg: DictConfig, run_dir: Path, launch_dir: Path) -> float:
     spec = check(cfg)  # every key and type, before any work
     ckpt_path = _resume_path(cfg.resume)
     import lightning as L
-    import torch
 
-    from lmforge.plugins.training import runtime
-    from lmforge.plugins.training.data import TokenDataModule
-    from lmforge.plugins.training.module import LMModule, Throughput
+    from lmforge.plugins.training import checkpointing, runtime
+    from lmforge.plugins.training.data import Objective, TokenDataModule
+    from lmforge.plugins.training.metrics import Throughput
+    from lmforge.plugins.training.module import LMModule
 
     L.seed_everything(spec_seed := int(cfg.seed), workers=True)
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
@@ -83,33 +83,39 @@ def train(cfg: DictConfig, run_dir: Path, launch_dir: Path) -> float:
 
     train_ids, val_ids, bytes_per_token = tokens.split_tokens(tok_dir, spec.data.val_fraction)
     trainer_cfg = spec.trainer
-    datamodule = TokenDataModule(train_ids, val_ids, spec.data, trainer_cfg.max_steps, trainer_cfg.accumulate_grad_batches, spec_seed)
+    architecture = spec.model.build()
+    objective = Objective(architecture.objective, tokenizer.vocab_size, tokenizer.special_ids, tokenizer.name)
+    datamodule = TokenDataModule(train_ids, val_ids, spec.data, trainer_cfg.max_steps, trainer_cfg.accumulate_grad_batches, spec_seed, objective)
     log.info("data: %s train tokens, %s validation tokens, %.2f bytes/token", f"{len(train_ids):,}", f"{len(val_ids):,}", bytes_per_token)
 
-    architecture = spec.model.build()
     model = architecture.build(vocab_size=tokenizer.vocab_size, max_seq_len=spec.data.seq_len)
     log.info("model: %s (%s), %s parameters", architecture.name, spec.model.entry.provenance, f"{model.num_params():,}")
-    module = LMModule(model, architecture.objective, spec.optimizer, spec.scheduler, trainer_cfg.max_steps, trainer_cfg.gradient_clip_val, trainer_cfg.log_every_n_steps)
+    module = LMModule(model, spec.optimizer, spec.scheduler, spec.loss, trainer_cfg, tokenizer.vocab_size, bytes_per_token)
 
-    throughput = Throughput(spec.data.batch_size * spec.data.seq_len)
+    throughput = Throughput(spec.data.batch_size * spec.data.seq_len, model.flops_per_token(spec.data.seq_len))
     callbacks = runtime.callbacks(run_dir, trainer_cfg, logging=spec.logger.name != "none") + [throughput]
     for extra in load_plugins()[0].hook.train_callbacks(run_dir=run_dir):
         callbacks += list(extra or [])
-    trainer = L.Trainer(**runtime.trainer_kwargs(trainer_cfg), callbacks=callbacks, logger=runtime.logger(spec.logger, run_dir), default_root_dir=run_dir)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    trainer = L.Trainer(**runtime.trainer_kwargs(trainer_cfg, model), callbacks=callbacks, logger=runtime.logger(spec.logger, run_dir), default_root_dir=run_dir)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except checkpointing.SIGTERMException:
+        raise SystemExit(checkpointing.SIGTERM_EXIT) from None  # last.ckpt holds the step it stopped at
 
-    val_loss = float(trainer.validate(module, datamodule=datamodule, verbose=False)[0]["val/loss"])
+    val_metrics = {f"val_{k[4:]}": float(v) for k, v in trainer.validate(module, datamodule=datamodule, verbose=False)[0].items() if k.startswith("val/")}
+    val_loss = val_metrics["val_loss"]
+    if not trainer.is_global_zero:  # under DDP every rank trained and validated; rank 0 writes the records
+        return val_loss
     samples = runtime.samples(model, tokenizer, spec.sample, module.device)
     atomic_write_text(run_dir / "samples.txt", samples)
     summary = {
-        "val_loss": val_loss,
-        "val_ppl": float(torch.exp(torch.tensor(min(val_loss, 30.0)))),
-        "val_bpb": val_loss / (bytes_per_token * 0.6931471805599453),
+        **val_metrics,  # val_loss (nats), val_ppl, val_bpb, val_top1, val_top5, val_precision, val_recall, val_f1
         "tokens_seen": throughput.tokens,
         "tokens_per_s": throughput.tokens_per_second,
         "train_seconds": throughput.seconds,
         "params": model.num_params(),
         "steps": trainer.global_step,
+        "skipped_steps": int(module.skipped_steps),
         # runs with other preprocessing or tokenizers compare by val_bpb; this says which they were
         "signature": {"preprocess": [s.name for s in spec.steps], "preprocess_key": pre_key, "tokenizer": tokenizer.name, "bytes_per_token": bytes_per_token},
         "device": str(module.device),

@@ -116,10 +116,92 @@ def test_hydra_flags_work(tmp_path):
     job = train("--cfg", "job", "model.n_layer=3", cwd=tmp_path).stdout
     assert "n_layer: 3" in job and "collector:" in job
     helptext = train("--help", cwd=tmp_path).stdout
-    assert "model: transformer" in helptext and "experiment: gpt2_small, tiny" in helptext
+    groups = dict(line.strip().split(": ", 1) for line in helptext.splitlines() if line.strip().startswith(("model: ", "experiment: ")))
+    assert {"transformer", "rnn", "bert"} <= set(groups["model"].split(", "))
+    assert {"tiny", "gpt2_small"} <= set(groups["experiment"].split(", "))
 
 
 def test_a_multirun_runs_one_job_per_value(tmp_path):
     train("-m", *TINY, "trainer.max_steps=3", "trainer.val_check_interval=3", "optimizer.lr=1e-3,3e-3", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
     summaries = sorted((tmp_path / "sweep").glob("*/summary.json"))
     assert len(summaries) == 2
+
+
+def test_the_summary_holds_the_validation_metrics(first_run):
+    import math
+
+    run, _, _ = first_run
+    summary = json.loads((run / "summary.json").read_text())
+    bytes_per_token = summary["signature"]["bytes_per_token"]
+    assert summary["val_bpb"] == pytest.approx(summary["val_loss"] / (math.log(2) * bytes_per_token), rel=1e-5)
+    assert summary["val_ppl"] == pytest.approx(math.exp(summary["val_loss"]), rel=1e-5)
+    assert 0 < summary["val_top1"] <= summary["val_top5"] <= 1
+    assert all(0 < summary[f"val_{k}"] <= 1 for k in ("precision", "recall", "f1"))
+    assert summary["skipped_steps"] == 0
+    with open(run / "metrics.csv") as f:
+        columns = set(csv.DictReader(f).fieldnames)
+    assert {"train/grad_norm", "train/tokens_per_s", "train/ppl", "val/bpb", "val/top5", "val/f1"} <= columns
+
+
+@pytest.mark.slow
+def test_loss_options_and_skipping_run_end_to_end(tmp_path):
+    from support import smoke_run
+
+    overrides = ["loss.label_smoothing=0.1", "loss.z_loss=1e-4", "trainer.nonfinite=skip", "trainer.log_every_n_steps=1"]
+    train(*smoke_run(), *overrides, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["skipped_steps"] == 0 and summary["steps"] == 3
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["train/skipped_steps"]) for r in rows if r.get("train/skipped_steps")] == [0.0, 0.0, 0.0]
+    assert all(float(r["train/z_loss"]) > 0 for r in rows if r.get("train/z_loss"))
+    assert "loss:\n  label_smoothing: 0.1" in (tmp_path / "run" / "config.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("loss.label_smoothing=1.5", r"loss: label_smoothing must be in \[0, 1\), got 1.5"),
+        ("trainer.nonfinite=maybe", r"trainer: nonfinite must be stop or skip, got 'maybe'"),
+        ("+loss.smoothing=0.1", r"loss.smoothing: Key 'smoothing' not in 'LossConfig'"),
+    ],
+)
+def test_bad_loss_and_nonfinite_options_fail_before_training(tmp_path, override, message):
+    import re
+
+    proc = train(*TINY, override, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2 and re.search(message, out), out
+    assert "Traceback" not in out
+
+
+def test_eval_recomputes_the_final_validation_metrics(first_run, tmp_path):
+    run_dir, cache, _ = first_run
+    env = {"LMFORGE_CACHE_DIR": str(cache), "LMFORGE_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    out = lmforge("eval", str(run_dir), "--out", str(tmp_path / "eval.json"), cwd=tmp_path, env=env).stdout
+    result = json.loads((tmp_path / "eval.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert result["split"] == "val" and result["step"] == summary["steps"] and "val:" in out
+    for key in ("loss", "bpb", "top1", "top5", "f1"):
+        assert result[key] == pytest.approx(summary[f"val_{key}"], rel=1e-4), key
+
+
+def test_eval_scores_the_training_split_and_given_text(first_run, tmp_path):
+    run_dir, cache, _ = first_run
+    env = {"LMFORGE_CACHE_DIR": str(cache), "LMFORGE_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    lmforge("eval", str(run_dir), "--split", "train", "--out", str(tmp_path / "train.json"), cwd=tmp_path, env=env)
+    code = tmp_path / "sample.py"
+    code.write_text("import os\n\n\ndef main():\n    for name in os.listdir('.'):\n        print(name)\n" * 40)
+    noise = tmp_path / "noise.txt"
+    noise.write_text("".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(3000)))
+    lmforge("eval", str(run_dir), "--text", str(code), "--out", str(tmp_path / "code.json"), cwd=tmp_path, env=env)
+    lmforge("eval", str(run_dir), "--text", str(noise), "--out", str(tmp_path / "noise.json"), cwd=tmp_path, env=env)
+    train_split, on_code, on_noise = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("train", "code", "noise"))
+    assert train_split["split"] == "train" and on_code["split"] == "text" and on_code["tokens"] > 0
+    # a model trained on Python scores Python far better than random CJK characters
+    assert on_code["bpb"] < on_noise["bpb"]
+
+
+def test_eval_of_a_directory_that_is_no_run_says_what_to_pass(tmp_path):
+    proc = lmforge("eval", str(tmp_path), cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "not a finished lmforge run directory" in proc.stderr

@@ -2,109 +2,154 @@
 
 from __future__ import annotations
 
+import logging
 import math
-import time
 
 import lightning as L
 import torch
-import torch.nn.functional as F
-from lightning.pytorch.callbacks import Callback
 
-from lmforge.errors import ConfigError
+from lmforge.errors import LmforgeError
+from lmforge.plugins.training.losses import lm_loss
+from lmforge.plugins.training.metrics import MacroPRF, bits_per_byte, topk_hits
 from lmforge.plugins.training.optim import build_optimizer, lr_lambda
-from lmforge.schemas import OptimizerConfig, SchedulerConfig
+from lmforge.schemas import LossConfig, OptimizerConfig, SchedulerConfig, TrainerConfig
+
+log = logging.getLogger("lmforge")
+
+
+class NonFiniteError(LmforgeError):
+    """The loss or the gradient became NaN or infinite; raised before the optimizer step."""
 
 
 class LMModule(L.LightningModule):
-    """Causal language modelling: predict token t+1 from tokens up to t.
+    """Trains on ``(inputs, targets)`` batches, both (B, T), targets -100 where not predicted.
+
+    The objective (causal or masked) lives in the batches the data module builds, so this
+    module only computes ``lm_loss(model(inputs).logits, targets)``.
 
     Gradient clipping happens here, in ``on_before_optimizer_step``, rather than through
     ``Trainer(gradient_clip_val=...)``: Lightning refuses that argument for a fused AdamW
-    under mixed precision, and the clipped norm is worth logging anyway.
+    under mixed precision. The same global norm, computed even when clipping is off, is
+    logged and checked for NaN/inf together with the loss. Stopping (or skipping) *before*
+    the optimizer step needs that one flag on the host, so each step pays one device sync,
+    as ``torch.amp.GradScaler`` does for fp16; on a large model it hides behind the step.
+    Under fp16 with a GradScaler, overflowing gradients are the scaler's to skip and only
+    the loss is checked.
     """
 
     def __init__(
         self,
         model: torch.nn.Module,
-        objective: str,
         optimizer: OptimizerConfig,
         scheduler: SchedulerConfig,
-        max_steps: int,
-        grad_clip: float | None,
-        log_every_n_steps: int,
+        loss: LossConfig,
+        trainer: TrainerConfig,
+        vocab_size: int,
+        bytes_per_token: float | None = None,
     ) -> None:
         super().__init__()
-        if objective != "causal":
-            raise ConfigError(
-                f"model: objective {objective!r} is not supported by this trainer yet; choose a causal architecture"
-            )
         self.model = model
-        self.optimizer_cfg, self.scheduler_cfg = optimizer, scheduler
-        self.max_steps, self.grad_clip, self.log_every = max_steps, grad_clip, log_every_n_steps
+        self.optimizer_cfg, self.scheduler_cfg, self.loss_cfg = optimizer, scheduler, loss
+        self.max_steps, self.grad_clip, self.nonfinite = trainer.max_steps, trainer.gradient_clip_val, trainer.nonfinite
+        self.compile_model, self.bytes_per_token = trainer.compile, bytes_per_token
+        self.prf = MacroPRF(vocab_size)
+        self.register_buffer("skipped_steps", torch.zeros((), dtype=torch.long))  # saved with checkpoints
+        self._compiled: torch.nn.Module | None = None
+        self._window_loss: torch.Tensor | None = None  # summed over the micro-batches of one step
 
-    def loss(self, batch: torch.Tensor) -> torch.Tensor:
-        idx, targets = batch[:, :-1], batch[:, 1:]  # (B, T), (B, T)
-        logits = self.model(idx).logits  # (B, T, V)
-        return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1))
+    def setup(self, stage: str) -> None:
+        # Only training and validation go through the compiled model: generation calls the plain
+        # one with growing shapes and a KV cache, which would recompile again and again. Set past
+        # nn.Module's __setattr__ so the compiled wrapper does not become a second submodule
+        # (its parameters would appear twice in the state dict, under _orig_mod).
+        if self.compile_model and self._compiled is None:
+            object.__setattr__(self, "_compiled", torch.compile(self.model))
 
-    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        loss = self.loss(batch)
-        self.log("train/loss", loss, prog_bar=True)
-        return loss
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        model = self.model if self._compiled is None else self._compiled
+        return model(inputs).logits  # (B, T) -> (B, T, V)
 
-    def on_validation_epoch_start(self) -> None:
-        self._val_sum = torch.zeros(2, device=self.device)  # (loss x windows, windows)
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        inputs, targets = batch  # (B, T), (B, T)
+        parts = lm_loss(self(inputs), targets, self.loss_cfg)
+        loss = parts.loss.detach()
+        self._window_loss = loss if self._window_loss is None else self._window_loss + loss
+        count = parts.count.clamp(min=1)
+        self.log("train/loss", parts.loss, prog_bar=True)
+        self.log("train/ppl", torch.exp((parts.nll_sum / count).clamp(max=30)))
+        if self.loss_cfg.z_loss:
+            self.log("train/z_loss", parts.z_sum / count)
+        return parts.loss
 
-    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
-        n = batch.size(0)  # weight by windows so a short last batch does not skew the mean
-        self._val_sum += torch.stack([self.loss(batch).detach().float() * n, torch.tensor(float(n), device=self.device)])
-
-    def on_validation_epoch_end(self) -> None:
-        total = self.trainer.strategy.reduce(self._val_sum, reduce_op="sum")
-        loss = total[0] / total[1]
-        self.log("val/loss", loss, prog_bar=True)
-        self.log("val/ppl", torch.exp(loss.clamp(max=30)))
+    def _grad_norm(self) -> torch.Tensor:
+        """The global gradient norm, clipped to ``grad_clip`` when set."""
+        wrapped = self.trainer.strategy.model
+        if hasattr(wrapped, "clip_grad_norm_"):  # FSDP: each rank holds a shard, its method reduces over all
+            return wrapped.clip_grad_norm_(self.grad_clip or math.inf)
+        params = [p for p in self.parameters() if p.grad is not None]
+        if self.grad_clip:
+            return torch.nn.utils.clip_grad_norm_(params, self.grad_clip, foreach=True)
+        return torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True)
 
     def on_before_optimizer_step(self, optimizer) -> None:
-        if self.grad_clip:
-            norm = torch.nn.utils.clip_grad_norm_(self.parameters(), self.grad_clip)
-            if self.global_step % self.log_every == 0:
-                self.log("train/grad_norm", norm)
+        norm = self._grad_norm()
+        self.log("train/grad_norm", norm)
+        loss, self._window_loss = self._window_loss, None
+        if loss is None:  # Lightning skipped the closure: nothing was computed this step
+            return
+        finite = torch.isfinite(torch.stack([loss.float(), norm.float()]))  # (2,): loss, gradient
+        if getattr(self.trainer.precision_plugin, "scaler", None) is not None:
+            finite[1] = True  # the GradScaler skips overflowing steps itself
+        if self.trainer.world_size > 1:  # every rank must take the same decision, or the others hang
+            finite = self.trainer.strategy.reduce((~finite).float(), reduce_op="sum") == 0
+        if not bool(finite.all()):  # the one host sync per step, see the class docstring
+            self._on_nonfinite("loss" if not finite[0] else "gradient norm", float(loss if not finite[0] else norm))
+        if self.nonfinite == "skip":
+            self.log("train/skipped_steps", self.skipped_steps.float())
+
+    def _on_nonfinite(self, what: str, value: float) -> None:
+        """``value`` is this rank's: under DDP another rank's may be the non-finite one."""
+        step = self.trainer.global_step
+        if self.nonfinite == "stop":
+            raise NonFiniteError(
+                f"non-finite {what} at global step {step} (here {value}): stopped before the optimizer step, so no "
+                f"checkpoint holds this state and checkpoints/last.ckpt is the last good one. Lower optimizer.lr, "
+                f"raise scheduler.warmup_steps, set trainer.gradient_clip_val, or set trainer.nonfinite=skip to "
+                f"drop such steps and go on"
+            )
+        for p in self.parameters():  # no gradient, so the optimizer leaves the weights and its state alone
+            p.grad = None
+        self.skipped_steps += 1
+        log.warning("non-finite %s at global step %d (here %s): optimizer step skipped (%d so far)", what, step, value, int(self.skipped_steps))
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_sum = torch.zeros(4, device=self.device)  # (nll, predicted positions, top-1 hits, top-5 hits)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        inputs, targets = batch  # (B, T), (B, T)
+        logits = self(inputs)  # (B, T, V)
+        parts = lm_loss(logits, targets, self.loss_cfg)
+        flat_logits, flat_targets = logits.reshape(-1, logits.size(-1)), targets.reshape(-1)  # (N, V), (N,)
+        preds, hits = topk_hits(flat_logits, flat_targets, (1, 5))
+        self._val_sum += torch.stack([parts.nll_sum, parts.count.float(), *hits.float()])
+        self.prf.update(preds, flat_targets)
+
+    def on_validation_epoch_end(self) -> None:
+        # token-weighted over the whole pass, so batches with few predicted positions weigh little
+        total = self.trainer.strategy.reduce(self._val_sum, reduce_op="sum")
+        count = total[1].clamp(min=1)
+        loss = total[0] / count  # plain cross-entropy in nats: no label smoothing or z-loss
+        self.log("val/loss", loss, prog_bar=True)
+        self.log("val/ppl", torch.exp(loss.clamp(max=30)))
+        if self.bytes_per_token:
+            self.log("val/bpb", bits_per_byte(loss, self.bytes_per_token))
+        self.log("val/top1", total[2] / count)
+        self.log("val/top5", total[3] / count)
+        self.log_dict({f"val/{k}": v for k, v in self.prf.compute().items()})
+        self.prf.reset()
 
     def configure_optimizers(self):
         on_cuda = self.device.type == "cuda"
         optimizer = build_optimizer(self.model, self.optimizer_cfg, on_cuda)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(self.scheduler_cfg, self.max_steps))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
-
-
-class Throughput(Callback):
-    """Counts training tokens and the time spent training, validation excluded."""
-
-    def __init__(self, tokens_per_batch: int) -> None:
-        self.tokens_per_batch = tokens_per_batch
-        self.tokens = 0
-        self.seconds = 0.0
-        self._start: float | None = None
-        self._val_start = 0.0
-
-    def on_train_start(self, trainer, pl_module) -> None:
-        self._start = time.perf_counter()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.tokens += self.tokens_per_batch * trainer.world_size
-
-    def on_validation_start(self, trainer, pl_module) -> None:
-        self._val_start = time.perf_counter()
-
-    def on_validation_end(self, trainer, pl_module) -> None:
-        if self._start is not None:  # validation time does not count as training time
-            self._start += time.perf_counter() - self._val_start
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        if self._start is not None:
-            self.seconds = time.perf_counter() - self._start
-
-    @property
-    def tokens_per_second(self) -> float:
-        return self.tokens / self.seconds if self.seconds else math.nan

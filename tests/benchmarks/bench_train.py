@@ -54,7 +54,7 @@ def raw_loop(steps: int, cfg, tok_dir: Path) -> float:
     from lmforge.plugins.models.transformer import Transformer
     from lmforge.plugins.training.data import RandomWindows
     from lmforge.plugins.training.optim import build_optimizer, lr_lambda
-    from lmforge.schemas import DataConfig, OptimizerConfig, SchedulerConfig
+    from lmforge.schemas import OPTIMIZERS, SCHEDULERS, DataConfig
     from lmforge.tokens import split_tokens
     from lmforge.hydra_bridge import structured
 
@@ -64,8 +64,8 @@ def raw_loop(steps: int, cfg, tok_dir: Path) -> float:
     torch.manual_seed(cfg.seed)
     model_cfg = {k: v for k, v in cfg.model.items() if k != "name"}
     model = Transformer(Transformer.Config(**model_cfg)).build(vocab_size=vocab, max_seq_len=data.seq_len)
-    optimizer = build_optimizer(model, structured(OptimizerConfig, dict(cfg.optimizer), "optimizer", "optimizer"), on_cuda=False)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(structured(SchedulerConfig, dict(cfg.scheduler), "s", "s"), steps))
+    optimizer = build_optimizer(model, structured(OPTIMIZERS[cfg.optimizer.name], dict(cfg.optimizer), "optimizer", "optimizer"), on_cuda=False)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(structured(SCHEDULERS[cfg.scheduler.name], dict(cfg.scheduler), "scheduler", "scheduler"), steps))
     windows = RandomWindows(train_ids, data.seq_len, steps * data.batch_size, cfg.seed)
     loader = DataLoader(windows, batch_size=data.batch_size, shuffle=False, num_workers=data.num_workers, drop_last=True)
     model.train()
@@ -113,7 +113,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir, cache = Path(tmp), Path(tmp) / "cache"
         lmforge_run(2, workdir, cache, -1, args.overrides)  # fills the stage cache; not timed
-        tok_dir = next((cache / "tokenize").iterdir())
+        tok_dir = next(p for p in (cache / "tokenize").iterdir() if p.is_dir())
         ours, raw = [], []
         for i in range(args.repeats):
             ours.append(lmforge_run(args.steps, workdir, cache, i, args.overrides))
