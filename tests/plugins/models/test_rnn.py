@@ -125,7 +125,6 @@ def test_dropout_trains_and_stays_finite():
     assert all(p.grad is not None for p in model.parameters())
 
 
-@pytest.mark.slow
 def test_trains_and_samples_through_the_cli(tmp_path):
     """``lmforge train model=rnn`` runs every stage and writes samples generated through the state cache."""
     import json
