@@ -106,10 +106,8 @@ def logger(cfg: LoggerConfig, run_dir: Path):
     warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
     found = [CSVLogger(save_dir=run_dir, name="", version="")]
     if cfg.name == "tensorboard":
-        from lightning.pytorch.loggers import TensorBoardLogger
-
         # default_hp_metric would log a placeholder -1 "hp_metric" scalar to every run
-        found.append(TensorBoardLogger(save_dir=run_dir, name="tensorboard", version="", default_hp_metric=False))
+        found.append(_tensorboard(save_dir=run_dir, name="tensorboard", version="", default_hp_metric=False, filename_suffix=".0"))
     elif cfg.name == "wandb":
         from lightning.pytorch.loggers import WandbLogger
         from omegaconf import OmegaConf
@@ -127,6 +125,28 @@ def logger(cfg: LoggerConfig, run_dir: Path):
             )
         )
     return found
+
+
+def _tensorboard(**kwargs):
+    """A TensorBoardLogger that opens a new events file for each stage it logs.
+
+    Event files are named by the second and opened with 'wb': the writer Lightning reopens
+    for the final validation, within the same second as fit's closed, would overwrite the
+    training events. After each stage the writer is dropped and the next gets a new suffix.
+    """
+    import itertools
+
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    class TensorBoard(TensorBoardLogger):
+        stages = itertools.count(1)
+
+        def finalize(self, status: str) -> None:
+            super().finalize(status)
+            self._experiment = None
+            self._kwargs["filename_suffix"] = f".{next(self.stages)}"
+
+    return TensorBoard(**kwargs)
 
 
 def wandb_mode(configured: str | None) -> str:

@@ -64,6 +64,17 @@ def test_the_tensorboard_logger_writes_events_into_the_run_dir(tmp_path):
     assert event_tags(events) == {"train/loss"}
 
 
+def test_the_final_validation_does_not_overwrite_the_training_events(tmp_path):
+    """Event files are named by the second: fit's and the final validation's writers must not collide."""
+    _, tensorboard = logger(LoggerConfig(name="tensorboard"), tmp_path)
+    tensorboard.log_metrics({"train/loss": 2.5}, step=3)
+    tensorboard.finalize("success")  # the end of fit
+    tensorboard.log_metrics({"val/loss": 2.7}, step=3)  # trainer.validate, within the same second
+    tensorboard.finalize("success")
+    files = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(files) == 2 and set().union(*map(event_tags, files)) == {"train/loss", "val/loss"}
+
+
 def test_every_option_has_a_yaml_mirroring_its_schema():
     assert sorted(hydra_bridge.config_options("lmforge.conf")["logger"]) == sorted(LOGGERS)
     for name, schema in LOGGERS.items():
