@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from lmforge.contracts import Trial, Tuner
+
 
 @dataclass
 class TunerConfig:
@@ -19,3 +21,13 @@ class TunerConfig:
     # config key -> Hydra sweep grammar, e.g. {"optimizer.lr": "tag(log, interval(1e-4, 1e-2))"};
     # a sweep of the same key on the command line wins
     params: dict[str, Any] = field(default_factory=dict)
+
+
+class NevergradTuner(Tuner):
+    """A tuner whose ``start`` opens a ``_nevergrad.Session``; asks and tells go to it."""
+
+    def ask(self) -> Trial | None:
+        return self.session.ask()
+
+    def tell(self, trial: Trial, value: float) -> None:
+        self.session.tell(trial, value)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 from lmforge import hookimpl
-from lmforge.contracts import Param, Trial, Tuner
-from lmforge.plugins.tuners import TunerConfig
+from lmforge.contracts import Param
+from lmforge.plugins.tuners import NevergradTuner, TunerConfig
 
 
 @dataclass
@@ -31,7 +31,7 @@ class BayesConfig(TunerConfig):
             raise ValueError(f"tuner.utility_kind={self.utility_kind!r} is not one of ucb, ei, poi")
 
 
-class Bayes(Tuner):
+class Bayes(NevergradTuner):
     name = "bayes"
     Config = BayesConfig
 
@@ -45,12 +45,6 @@ class Bayes(Tuner):
         with warnings.catch_warnings():  # nevergrad warns about choices even with alpha > 0
             warnings.simplefilter("ignore")
             self.session = Session(family, space, budget, num_workers, seed)
-
-    def ask(self) -> Trial | None:
-        return self.session.ask()
-
-    def tell(self, trial: Trial, value: float) -> None:
-        self.session.tell(trial, value)
 
 
 @hookimpl

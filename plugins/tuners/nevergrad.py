@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lmforge import hookimpl
-from lmforge.contracts import Param, Trial, Tuner
-from lmforge.plugins.tuners import TunerConfig
+from lmforge.contracts import Param
+from lmforge.plugins.tuners import NevergradTuner, TunerConfig
 
 
 @dataclass
@@ -15,7 +15,7 @@ class NevergradConfig(TunerConfig):
     optimizer: str = "NGOpt"  # a name of nevergrad.optimizers.registry
 
 
-class Nevergrad(Tuner):
+class Nevergrad(NevergradTuner):
     name = "nevergrad"
     Config = NevergradConfig
 
@@ -23,12 +23,6 @@ class Nevergrad(Tuner):
         from lmforge.plugins.tuners._nevergrad import Session, optimizer_family
 
         self.session = Session(optimizer_family(self.config.optimizer), space, budget, num_workers, seed)
-
-    def ask(self) -> Trial | None:
-        return self.session.ask()
-
-    def tell(self, trial: Trial, value: float) -> None:
-        self.session.tell(trial, value)
 
 
 @hookimpl
