@@ -115,6 +115,7 @@ def evaluate(run_dir: Path, *, checkpoint: str | None = None, split: str = "val"
         "text": [str(p) for p in text] if text else None,
         "tokens": int(len(ids)),
         "bytes_per_token": bytes_per_token,
+        "device": str(trainer.strategy.root_device),
         **{f"{k[4:]}": float(v) for k, v in metrics.items() if k.startswith("val/")},
     }
     atomic_write_json(out or run_dir / "eval.json", result)

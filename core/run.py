@@ -106,7 +106,9 @@ def train(cfg: DictConfig, run_dir: Path, launch_dir: Path) -> float:
     val_loss = val_metrics["val_loss"]
     if not trainer.is_global_zero:  # under DDP every rank trained and validated; rank 0 writes the records
         return val_loss
-    samples = runtime.samples(model, tokenizer, spec.sample, module.device)
+    # Lightning hands the module back on the CPU after fit and validate; sample where it trained
+    device = trainer.strategy.root_device
+    samples = runtime.samples(model.to(device), tokenizer, spec.sample, device)
     atomic_write_text(run_dir / "samples.txt", samples)
     summary = {
         **val_metrics,  # val_loss (nats), val_ppl, val_bpb, val_top1, val_top5, val_precision, val_recall, val_f1
@@ -118,7 +120,7 @@ def train(cfg: DictConfig, run_dir: Path, launch_dir: Path) -> float:
         "skipped_steps": int(module.skipped_steps),
         # runs with other preprocessing or tokenizers compare by val_bpb; this says which they were
         "signature": {"preprocess": [s.name for s in spec.steps], "preprocess_key": pre_key, "tokenizer": tokenizer.name, "bytes_per_token": bytes_per_token},
-        "device": str(module.device),
+        "device": str(device),
         "precision": str(trainer.precision),
     }
     atomic_write_json(run_dir / "summary.json", summary)

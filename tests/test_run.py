@@ -182,6 +182,7 @@ def test_eval_recomputes_the_final_validation_metrics(first_run, tmp_path):
     result = json.loads((tmp_path / "eval.json").read_text())
     summary = json.loads((run_dir / "summary.json").read_text())
     assert result["split"] == "val" and result["step"] == summary["steps"] and "val:" in out
+    assert result["device"] == summary["device"] == "cpu"
     for key in ("loss", "bpb", "top1", "top5", "f1"):
         assert result[key] == pytest.approx(summary[f"val_{key}"], rel=1e-4), key
 

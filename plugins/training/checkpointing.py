@@ -106,6 +106,9 @@ class LastCheckpoint(Checkpoint):
         self._saved_step = -1
 
     def _save(self, trainer) -> None:
+        flush = getattr(trainer.lightning_module, "flush_nonfinite", None)
+        if flush is not None:  # a fused step's non-finite flag is read before its state is saved
+            flush()
         trainer.save_checkpoint(self.path, weights_only=False)  # every rank calls it: FSDP gathers, rank 0 writes
         self._saved_step = trainer.global_step
 

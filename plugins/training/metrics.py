@@ -108,8 +108,9 @@ class MacroPRF(Metric):
 class Throughput(Callback):
     """Counts training tokens and time (validation excluded); logs tokens/s and, on CUDA, MFU.
 
-    The rate covers the steps since the previous logging step. Host time is close to device
-    time here because the non-finite check reads one flag back from the device every step.
+    The rate covers the steps since the previous logging step. Host time stays within a
+    step of device time because the non-finite check reads each step's flag back from the
+    device at the next step.
     MFU (PaLM, Chowdhery et al. 2022) is ``flops_per_token x tokens/s / peak``, the peak summed
     over the devices, for GPUs in ``PEAK_BF16_FLOPS``.
     """

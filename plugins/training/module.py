@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import NamedTuple
 
 import lightning as L
 import torch
 
 from lmforge.errors import LmforgeError
-from lmforge.plugins.training.losses import lm_loss
+from lmforge.plugins.training.losses import LossParts, lm_loss
 from lmforge.plugins.training.metrics import MacroPRF, bits_per_byte, topk_hits
 from lmforge.plugins.training.optim import build_optimizer, lr_lambda
 from lmforge.schemas import LossConfig, OptimizerConfig, SchedulerConfig, TrainerConfig
@@ -21,18 +22,56 @@ class NonFiniteError(LmforgeError):
     """The loss or the gradient became NaN or infinite; raised before the optimizer step."""
 
 
+class _Pending(NamedTuple):
+    """One step's non-finite flags and values, on their way to the host without a sync."""
+
+    step: int
+    host: torch.Tensor  # (4,): bad loss, bad gradient norm, loss, gradient norm
+    event: torch.cuda.Event | None  # recorded after the copy; None when the values are on the CPU
+
+    @classmethod
+    def record(cls, step: int, bad: torch.Tensor, values: torch.Tensor) -> _Pending:
+        packed = torch.cat([bad.float(), values.detach()])
+        if not packed.is_cuda:
+            return cls(step, packed, None)
+        host = torch.empty(4, pin_memory=True)
+        host.copy_(packed, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        return cls(step, host, event)
+
+    def bad(self) -> bool:
+        if self.event is not None:
+            self.event.synchronize()  # waits only for this step's backward, not the work queued since
+        return bool(self.host[:2].any())
+
+    def read(self) -> tuple[list[bool], list[float]]:
+        return [bool(x) for x in self.host[:2]], self.host[2:].tolist()
+
+
 class LMModule(L.LightningModule):
     """Trains on ``(inputs, targets)`` batches, both (B, T), targets -100 where not predicted.
 
     The objective (causal or masked) lives in the batches the data module builds, so this
-    module only computes ``lm_loss(model(inputs).logits, targets)``.
+    module only computes ``lm_loss(model(inputs).logits, targets)``. Under
+    ``trainer.compile`` the loss is compiled together with the model, so the fp32 upcast and
+    the cross-entropy fuse instead of writing an fp32 copy of the (B, T, V) logits.
 
     Gradient clipping happens here, in ``on_before_optimizer_step``, rather than through
     ``Trainer(gradient_clip_val=...)``: Lightning refuses that argument for a fused AdamW
     under mixed precision. The same global norm, computed even when clipping is off, is
-    logged and checked for NaN/inf together with the loss. Stopping (or skipping) *before*
-    the optimizer step needs that one flag on the host, so each step pays one device sync,
-    as ``torch.amp.GradScaler`` does for fp16; on a large model it hides behind the step.
+    logged and checked for NaN/inf together with the loss.
+
+    Where the check is acted on depends on the optimizer:
+
+    - a fused optimizer (AdamW's default on CUDA) takes the flag as ``found_inf``, the input
+      ``torch.amp.GradScaler`` uses, and its kernel skips the whole update on the device. The
+      host reads the flag later, when it next syncs anyway: the next step's check (the
+      previous flag by then sits in pinned memory), validation, a checkpoint, the end. So no
+      step waits for the device, and no checkpoint is written before a bad step is known;
+    - any other optimizer needs the flag on the host before its step: one device sync a
+      step, on a large model hidden behind the step.
+
     Under fp16 with a GradScaler, overflowing gradients are the scaler's to skip and only
     the loss is checked.
     """
@@ -55,7 +94,9 @@ class LMModule(L.LightningModule):
         self.prf = MacroPRF(vocab_size)
         self.register_buffer("skipped_steps", torch.zeros((), dtype=torch.long))  # saved with checkpoints
         self._compiled: torch.nn.Module | None = None
+        self._compiled_loss = None  # model + loss in one graph, for training steps
         self._window_loss: torch.Tensor | None = None  # summed over the micro-batches of one step
+        self._pending: _Pending | None = None  # a fused step's non-finite flag, not yet read on the host
 
     def setup(self, stage: str) -> None:
         # Only training and validation go through the compiled model: generation calls the plain
@@ -64,14 +105,18 @@ class LMModule(L.LightningModule):
         # (its parameters would appear twice in the state dict, under _orig_mod).
         if self.compile_model and self._compiled is None:
             object.__setattr__(self, "_compiled", torch.compile(self.model))
+            object.__setattr__(self, "_compiled_loss", torch.compile(self._loss))
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         model = self.model if self._compiled is None else self._compiled
         return model(inputs).logits  # (B, T) -> (B, T, V)
 
+    def _loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> LossParts:
+        return lm_loss(self.model(inputs).logits, targets, self.loss_cfg)
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         inputs, targets = batch  # (B, T), (B, T)
-        parts = lm_loss(self(inputs), targets, self.loss_cfg)
+        parts = (self._compiled_loss or self._loss)(inputs, targets)
         loss = parts.loss.detach()
         self._window_loss = loss if self._window_loss is None else self._window_loss + loss
         count = parts.count.clamp(min=1)
@@ -92,35 +137,61 @@ class LMModule(L.LightningModule):
         return torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True)
 
     def on_before_optimizer_step(self, optimizer) -> None:
+        self.flush_nonfinite()  # the previous step's flag: long computed, so reading it waits for nothing
+        optimizer.__dict__.pop("found_inf", None)
         norm = self._grad_norm()
         self.log("train/grad_norm", norm)
         loss, self._window_loss = self._window_loss, None
         if loss is None:  # Lightning skipped the closure: nothing was computed this step
             return
-        finite = torch.isfinite(torch.stack([loss.float(), norm.float()]))  # (2,): loss, gradient
+        values = torch.stack([loss.float(), norm.float()])  # (2,): loss, gradient norm
+        bad = ~torch.isfinite(values)
         if getattr(self.trainer.precision_plugin, "scaler", None) is not None:
-            finite[1] = True  # the GradScaler skips overflowing steps itself
+            bad[1] = False  # the GradScaler skips overflowing steps itself
         if self.trainer.world_size > 1:  # every rank must take the same decision, or the others hang
-            finite = self.trainer.strategy.reduce((~finite).float(), reduce_op="sum") == 0
-        if not bool(finite.all()):  # the one host sync per step, see the class docstring
-            self._on_nonfinite("loss" if not finite[0] else "gradient norm", float(loss if not finite[0] else norm))
+            bad = self.trainer.strategy.reduce(bad.float(), reduce_op="sum") > 0
+        if getattr(optimizer, "_step_supports_amp_scaling", False) and getattr(self.trainer.precision_plugin, "scaler", None) is None:
+            skip = bad.any().float()  # (), as torch.amp.GradScaler passes it
+            optimizer.found_inf = skip  # the fused kernel applies nothing, not even its step count, when 1
+            if self.nonfinite == "skip":
+                self.skipped_steps += skip.long()
+            self._pending = _Pending.record(self.trainer.global_step, bad, values)
+        elif bool(bad.any()):  # the one host sync per step, see the class docstring
+            if self.nonfinite == "skip":
+                for p in self.parameters():  # no gradient, so the optimizer leaves the weights and its state alone
+                    p.grad = None
+                self.skipped_steps += 1
+            self._on_nonfinite(self.trainer.global_step, bad.tolist(), values.tolist())
         if self.nonfinite == "skip":
             self.log("train/skipped_steps", self.skipped_steps.float())
 
-    def _on_nonfinite(self, what: str, value: float) -> None:
-        """``value`` is this rank's: under DDP another rank's may be the non-finite one."""
-        step = self.trainer.global_step
+    def flush_nonfinite(self) -> None:
+        """Act on a fused step's deferred flag: raise under ``stop``, warn under ``skip``.
+
+        Called before anything that would record the state after that step: the next step's
+        check, validation, a checkpoint, the end of training.
+        """
+        pending, self._pending = self._pending, None
+        if pending is not None and pending.bad():
+            self._on_nonfinite(pending.step, *pending.read())
+
+    def _on_nonfinite(self, step: int, bad: list[bool], values: list[float]) -> None:
+        """``values`` are this rank's: under DDP another rank's may be the non-finite one."""
+        what, value = ("loss", values[0]) if bad[0] else ("gradient norm", values[1])
         if self.nonfinite == "stop":
             raise NonFiniteError(
-                f"non-finite {what} at global step {step} (here {value}): stopped before the optimizer step, so no "
+                f"non-finite {what} at global step {step} (here {value}): that update was not applied, so no "
                 f"checkpoint holds this state and checkpoints/last.ckpt is the last good one. Lower optimizer.lr, "
                 f"raise scheduler.warmup_steps, set trainer.gradient_clip_val, or set trainer.nonfinite=skip to "
                 f"drop such steps and go on"
             )
-        for p in self.parameters():  # no gradient, so the optimizer leaves the weights and its state alone
-            p.grad = None
-        self.skipped_steps += 1
         log.warning("non-finite %s at global step %d (here %s): optimizer step skipped (%d so far)", what, step, value, int(self.skipped_steps))
+
+    def on_validation_start(self) -> None:
+        self.flush_nonfinite()
+
+    def on_train_end(self) -> None:
+        self.flush_nonfinite()
 
     def on_validation_epoch_start(self) -> None:
         self._val_sum = torch.zeros(4, device=self.device)  # (nll, predicted positions, top-1 hits, top-5 hits)

@@ -46,9 +46,9 @@ def windows(n: int, seed: int = 0, holes: float = 0.0) -> TensorDataset:
     return TensorDataset(inputs, targets)
 
 
-def make_module(loss: LossConfig | None = None, **trainer) -> tuple[LMModule, TrainerConfig]:
+def make_module(loss: LossConfig | None = None, fused: bool | None = None, **trainer) -> tuple[LMModule, TrainerConfig]:
     cfg = TrainerConfig(**{"max_steps": 12, "val_check_interval": None, "log_every_n_steps": 1, "enable_progress_bar": False, **trainer})
-    optimizer = AdamWConfig(lr=1e-2, weight_decay=0.0)
+    optimizer = AdamWConfig(lr=1e-2, weight_decay=0.0, fused=fused)
     module = LMModule(tiny_model(), optimizer, ConstantSchedulerConfig(warmup_steps=0), loss or LossConfig(), cfg, V, BYTES_PER_TOKEN)
     return module, cfg
 
@@ -146,12 +146,17 @@ def test_grad_norm_is_logged_without_clipping(tmp_path):
     assert len(norms) == 3 and all(math.isfinite(n) and n > 0 for n in norms)
 
 
+# fused=False: the flag is read on the host before each step. fused=True: the fused AdamW
+# skips the update on the device and the host reads the flag later (the CUDA default; the
+# CPU has the same fused kernel)
+@pytest.mark.parametrize("fused", [False, True], ids=["host-check", "fused-deferred"])
 @pytest.mark.parametrize("poison,what", [(nan_weight, "loss"), (nan_logits, "loss"), (nan_gradient, "gradient norm")])
-def test_a_nonfinite_value_stops_before_the_step_and_keeps_the_last_checkpoint(tmp_path, poison, what):
-    module, cfg = make_module(max_steps=10, val_check_interval=2)
+def test_a_nonfinite_value_stops_before_the_step_and_keeps_the_last_checkpoint(tmp_path, poison, what, fused):
+    module, cfg = make_module(max_steps=10, val_check_interval=2, fused=fused)
     with pytest.raises(NonFiniteError, match=rf"non-finite {what} at global step 5 \(here \w+\): .*trainer.nonfinite=skip"):
         fit(tmp_path, module, cfg, callbacks=[AtStep(5, poison)], checkpoints=True)
-    assert module.trainer.global_step == 5  # the optimizer step never happened
+    optimizer = module.trainer.optimizers[0]
+    assert {int(optimizer.state[p]["step"]) for p in module.parameters()} == {5}  # steps 0-4 applied, step 5 never
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["global_step"] == 4  # written at the validation after step 4, not from the bad state
     fresh, _ = make_module()
@@ -159,15 +164,45 @@ def test_a_nonfinite_value_stops_before_the_step_and_keeps_the_last_checkpoint(t
     assert all(torch.isfinite(p).all() for p in fresh.parameters())
 
 
-def test_skip_drops_the_step_counts_it_and_finishes(tmp_path):
-    module, cfg = make_module(max_steps=8, nonfinite="skip")
+@pytest.mark.parametrize("fused", [False, True], ids=["host-check", "fused-deferred"])
+def test_skip_drops_the_step_counts_it_and_finishes(tmp_path, fused, caplog):
+    module, cfg = make_module(max_steps=8, nonfinite="skip", fused=fused)
     trainer = fit(tmp_path, module, cfg, callbacks=[AtStep(3, nan_logits)])
     assert trainer.global_step == 8 and module.skipped_steps.item() == 1
     assert logged(tmp_path, "train/skipped_steps")[-1] == 1.0
+    assert "non-finite loss at global step 3 (here nan): optimizer step skipped (1 so far)" in caplog.text
     optimizer = trainer.optimizers[0]
     assert {int(optimizer.state[p]["step"]) for p in module.parameters()} == {7}  # one update fewer
     assert all(torch.isfinite(p).all() for p in module.parameters())
     assert torch.isfinite(trainer.callback_metrics["val/loss"])
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["host-check", "fused-deferred"])
+def test_a_skipped_step_leaves_weights_and_optimizer_state_exactly_alone(tmp_path, fused):
+    class Snapshot(Callback):
+        """The weights and optimizer state around the poisoned step 2."""
+
+        def __init__(self) -> None:
+            self.before = self.after = None
+
+        def state(self, trainer, pl_module):
+            optimizer = trainer.optimizers[0]
+            return [p.detach().clone() for p in pl_module.parameters()] + [v.clone() for p in pl_module.parameters() for v in optimizer.state[p].values()]
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            if trainer.global_step == 2:
+                self.before = self.state(trainer, pl_module)
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            if trainer.global_step == 3:
+                self.after = self.state(trainer, pl_module)
+
+    snapshot = Snapshot()
+    module, cfg = make_module(max_steps=4, nonfinite="skip", fused=fused)
+    fit(tmp_path, module, cfg, callbacks=[AtStep(2, nan_gradient), snapshot])
+    assert module.skipped_steps.item() == 1
+    assert len(snapshot.before) == len(snapshot.after) > len(list(module.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(snapshot.before, snapshot.after))
 
 
 def test_deterministic_runs_repeat_exactly(tmp_path):
