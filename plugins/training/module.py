@@ -19,7 +19,7 @@ log = logging.getLogger("lmforge")
 
 
 class NonFiniteError(LmforgeError):
-    """The loss or the gradient became NaN or infinite; raised before the optimizer step."""
+    """The loss or the gradient became NaN or infinite; the update of that step is never applied."""
 
 
 class _Pending(NamedTuple):
@@ -146,11 +146,12 @@ class LMModule(L.LightningModule):
             return
         values = torch.stack([loss.float(), norm.float()])  # (2,): loss, gradient norm
         bad = ~torch.isfinite(values)
-        if getattr(self.trainer.precision_plugin, "scaler", None) is not None:
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        if scaler is not None:
             bad[1] = False  # the GradScaler skips overflowing steps itself
         if self.trainer.world_size > 1:  # every rank must take the same decision, or the others hang
             bad = self.trainer.strategy.reduce(bad.float(), reduce_op="sum") > 0
-        if getattr(optimizer, "_step_supports_amp_scaling", False) and getattr(self.trainer.precision_plugin, "scaler", None) is None:
+        if getattr(optimizer, "_step_supports_amp_scaling", False) and scaler is None:
             skip = bad.any().float()  # (), as torch.amp.GradScaler passes it
             optimizer.found_inf = skip  # the fused kernel applies nothing, not even its step count, when 1
             if self.nonfinite == "skip":
