@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 from lmforge import __version__
@@ -32,24 +33,38 @@ commands:
 Run 'lmforge train --help' for the config groups and their options."""
 
 
-def _broken_choice(argv: list[str]) -> str | None:
-    """An override selecting a component whose plugin failed to load, explained."""
-    from lmforge.contracts import KIND_GROUPS
+def _unavailable_choice(argv: list[str]) -> str | None:
+    """An override choosing a component whose plugin failed to load or was not loaded, explained."""
+    from lmforge.contracts import KINDS
+    from lmforge.registry import autoload_note
 
-    broken = {b.provenance.plugin: b for b in load_plugins()[1].broken}
+    registry = load_plugins()[1]
+    broken = {b.provenance.plugin: b for b in registry.broken}
     for arg in argv:
         group, _, option = arg.partition("=")
-        if group in KIND_GROUPS.values() and option in broken:
+        if group not in KINDS or not option or option in registry.components[group]:
+            continue
+        if option in broken:
             b = broken[option]
             return (
                 f"{group}={option}: plugin {option!r} from {b.provenance} failed to load ({b.error}). "
                 f"Fix or reinstall {b.provenance.distribution}, or choose another {group}."
             )
+        if registry.disabled and option not in _shipped_options(group):
+            return f"{group}={option}: no {group} named {option!r} is registered.{autoload_note(registry.disabled)}"
     return None
 
 
+def _shipped_options(group: str) -> set[str]:
+    from lmforge.hydra_bridge import config_options
+
+    packages = ["lmforge.conf"] + [p for p, _ in load_plugins()[1].config_packages]
+    return {name for package in packages for name in config_options(package).get(group, [])}
+
+
 def train(argv: list[str]) -> int:
-    if message := _broken_choice(argv):
+    load_plugins()[1].check()  # two plugins claiming one name: refuse before any work
+    if message := _unavailable_choice(argv):
         print(f"lmforge: error: {message}", file=sys.stderr)
         return 2
     import hydra
@@ -64,12 +79,14 @@ def train(argv: list[str]) -> int:
         from lmforge.run import train as run_train
 
         runtime = HydraConfig.get().runtime
+        run_dir, launch_dir = Path(runtime.output_dir), Path(runtime.cwd)
         try:
-            return run_train(cfg, Path(runtime.output_dir), Path(runtime.cwd))
+            return run_train(cfg, run_dir, launch_dir)
         except LmforgeError as exc:
             if HydraConfig.get().mode.name == "MULTIRUN":
                 raise  # the sweeper records the failed trial and goes on
             log.error("%s", exc)
+            _remove_if_empty(run_dir, launch_dir)
             raise SystemExit(2) from None
 
     multirun = any(a in ("-m", "--multirun") for a in argv)
@@ -80,6 +97,23 @@ def train(argv: list[str]) -> int:
     return 0
 
 
+def _remove_if_empty(run_dir: Path, launch_dir: Path) -> None:
+    """A run refused before any work leaves no run directory behind: only Hydra's files are in
+    it. Parents it leaves empty (``outputs/<date>``) go too, up to the launch directory."""
+    import shutil
+
+    if not run_dir.is_dir() or not {p.name for p in run_dir.iterdir()} <= {".hydra", "train.log"}:
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    for parent in run_dir.parents:
+        if parent == launch_dir or launch_dir not in parent.parents:
+            break
+        try:
+            parent.rmdir()  # only when empty: another run's directory keeps it
+        except OSError:
+            break
+
+
 def evaluate(argv: list[str]) -> int:
     from lmforge.evaluate import main as eval_main
 
@@ -87,38 +121,49 @@ def evaluate(argv: list[str]) -> int:
 
 
 def plugins(argv: list[str]) -> int:
+    """List what is installed, by distribution, under the config groups a user types."""
+    from lmforge import PROJECT
     from lmforge.hydra_bridge import config_options
+    from lmforge.registry import Provenance
 
     _, registry = load_plugins()
     by_dist: dict[tuple[str, str], dict] = {}
-    for kind, entries in registry.components.items():
+
+    def dist(p) -> dict:
+        return by_dist.setdefault((p.distribution, p.version), {"components": {}, "options": {}})
+
+    for p in registry.plugins:  # every distribution that loaded, even one whose only component conflicts
+        dist(p)
+    for group, entries in registry.components.items():
         for name, entry in sorted(entries.items()):
-            p = entry.provenance
-            by_dist.setdefault((p.distribution, p.version), {"components": {}, "options": {}})
-            by_dist[(p.distribution, p.version)]["components"].setdefault(kind, []).append(name)
-    own = ("lmforge", __version__)
-    by_dist.setdefault(own, {"components": {}, "options": {}})["options"] = config_options("lmforge.conf")
-    by_dist[own]["options"]["experiment"] = _experiments()
+            dist(entry.provenance)["components"].setdefault(group, []).append(name)
+    for c in registry.conflicts:
+        dist(c.second)["components"].setdefault(c.group, []).append(f"{c.name} (CONFLICT: also registered by {c.first})")
+    own = dist(Provenance(PROJECT, __version__, ""))
+    own["options"] = config_options("lmforge.conf") | {"experiment": _experiments()}
     for package, p in registry.config_packages:
-        by_dist.setdefault((p.distribution, p.version), {"components": {}, "options": {}})["options"] = config_options(package)
+        dist(p)["options"] = config_options(package)
     broken = [{"distribution": b.provenance.distribution, "version": b.provenance.version, "entry_point": b.provenance.plugin, "error": b.error} for b in registry.broken]
     disabled = sorted({f"{p.distribution} {p.version}" for p in registry.disabled})
+    status = 2 if registry.conflicts else 0
     if "--json" in argv:
         plugins_json = [{"distribution": d, "version": v, **info} for (d, v), info in sorted(by_dist.items())]
-        print(json.dumps({"plugins": plugins_json, "broken": broken, "disabled": disabled}, indent=2))
-        return 0
-    for (dist, version), info in sorted(by_dist.items(), key=lambda kv: (kv[0][0] != "lmforge", kv[0])):
-        print(f"{dist} {version}")
-        for kind, names in info["components"].items():
-            print(f"  {kind:<13} {', '.join(names)}")
-        options = [f"{group}={name}" for group, names in info["options"].items() for name in names]
+        print(json.dumps({"plugins": plugins_json, "broken": broken, "disabled": disabled, "conflicts": [str(c) for c in registry.conflicts]}, indent=2))
+        return status
+    for (name, version), info in sorted(by_dist.items(), key=lambda kv: (kv[0][0] != "lmforge", kv[0])):
+        print(f"{name} {version}")
+        for group, names in info["components"].items():
+            print(f"  {group:<11} {', '.join(names)}")
+        options = [f"{group}={option}" for group, names in info["options"].items() for option in names]
         if options:
-            print(f"  {'options':<13} {', '.join(options)}")
+            print(f"  {'options':<11} {', '.join(options)}")
     for b in broken:
         print(f"BROKEN {b['distribution']} {b['version']} (entry point {b['entry_point']!r}): {b['error']}")
     for d in disabled:
         print(f"disabled {d} (LMFORGE_DISABLE_PLUGIN_AUTOLOAD is set)")
-    return 0
+    for conflict in registry.conflicts:
+        print(f"lmforge: error: {conflict}", file=sys.stderr)
+    return status
 
 
 def _experiments() -> list[str]:
@@ -127,8 +172,18 @@ def _experiments() -> list[str]:
     return sorted(f.name[:-5] for f in resources.files("lmforge.experiments").iterdir() if f.name.endswith(".yaml"))
 
 
+def _format_warning(message, category, filename, lineno, line=None, _default=warnings.formatwarning) -> str:
+    """A broken plugin is reported as one line, without the Python source line of the warning."""
+    from lmforge.loader import PluginLoadWarning
+
+    if issubclass(category, PluginLoadWarning):
+        return f"lmforge: warning: {message}\n"
+    return _default(message, category, filename, lineno, line)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    warnings.formatwarning = _format_warning
     try:
         _, registry = load_plugins()
     except LmforgeError as exc:

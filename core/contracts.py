@@ -35,16 +35,6 @@ if TYPE_CHECKING:
     import torch
 
 
-# kind -> the Hydra config group that selects it
-KIND_GROUPS = {
-    "collector": "collector",
-    "preprocessor": "preprocess",
-    "tokenizer": "tokenizer",
-    "architecture": "model",
-    "tuner": "tuner",
-}
-
-
 @dataclass
 class Document:
     """One document as it flows from a collector through preprocessing to the tokenizer.
@@ -115,6 +105,14 @@ class Collector(Component):
     def checkpoint(self) -> None:
         """Persist resume state: everything yielded so far is stored. Resumable collectors only."""
 
+    def sample_prompts(self) -> list[str]:
+        """Prompts that suit this collector's text, for the samples a run writes at its end.
+
+        An empty list (the default) makes the run take the first words of validation
+        documents instead; ``sample.prompts`` in the config overrides both.
+        """
+        return []
+
     def documents(self, workdir: Path, stats: Counter) -> Iterator[Document]:
         raise NotImplementedError
 
@@ -138,7 +136,7 @@ class Preprocessor(Component):
       after each shard and hands it to ``restore`` when an interrupted run resumes.
     """
 
-    kind = "preprocessor"
+    kind = "preprocess"
     parallel: ClassVar[bool] = True
 
     def setup(self) -> None:
@@ -237,7 +235,7 @@ class Architecture(Component):
     plain ``nn.Module`` with no process-group logic of its own.
     """
 
-    kind = "architecture"
+    kind = "model"
     objective: ClassVar[str] = "causal"
 
     def build(self, vocab_size: int, max_seq_len: int) -> "torch.nn.Module":
@@ -281,6 +279,18 @@ class Trial:
     params: dict[str, Any]
 
 
+@dataclass
+class TunerConfig:
+    """Keys every tuner takes; a tuner's ``Config`` subclasses this.
+
+    The search space may come from here, from the command line, or from both.
+    """
+
+    # config key -> Hydra sweep grammar, e.g. {"optimizer.lr": "tag(log, interval(1e-4, 1e-2))"};
+    # a sweep of the same key on the command line wins
+    params: dict[str, Any] = field(default_factory=dict)
+
+
 class Tuner(Component):
     """Proposes hyperparameters by ask and tell. Selected by the ``tuner`` group.
 
@@ -306,6 +316,152 @@ class Tuner(Component):
 
     def tell(self, trial: Trial, value: float) -> None:
         raise NotImplementedError
+
+
+@dataclass
+class OptimizerConfig:
+    """Keys every optimizer takes; an optimizer's ``Config`` subclasses this and adds its own."""
+
+    lr: float = 1e-3  # peak learning rate; the scheduler scales it
+    weight_decay: float = 0.1  # on matrices only: norms, biases and embeddings are spared
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+
+
+class Optimizer(Component):
+    """Builds a ``torch.optim.Optimizer``. Selected by the ``optimizer`` group.
+
+    ``build(param_groups, on_cuda)`` receives two parameter groups, the matrices with the
+    config's ``weight_decay`` and the rest (norms, biases, embeddings) with none, and the
+    device kind, so that it can pick a fused CUDA kernel. ``lr`` is the peak rate: the
+    scheduler scales it every step. An optimizer whose ``step`` accepts ``found_inf``
+    (``_step_supports_amp_scaling``, as torch's fused AdamW) gets non-finite steps skipped
+    on the device, without a host sync.
+    """
+
+    kind = "optimizer"
+    Config: ClassVar[type] = OptimizerConfig
+
+    def build(self, param_groups: list[dict], on_cuda: bool) -> "torch.optim.Optimizer":
+        raise NotImplementedError
+
+
+@dataclass
+class SchedulerConfig:
+    """Keys every schedule takes: a linear warm-up from 0 to the peak rate. Options add their own."""
+
+    warmup_steps: int = 100
+
+    def __post_init__(self) -> None:
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+
+
+class Scheduler(Component):
+    """A learning-rate schedule: the multiplier of the peak rate at each optimizer step.
+
+    Selected by the ``scheduler`` group. The base class gives the linear warm-up over
+    ``warmup_steps``; a schedule implements ``multiplier(progress)``, the factor at
+    ``progress`` in [0, 1] of its decay phase, and may move that phase's start with
+    ``decay_start`` (by default, the end of the warm-up). The trainer wraps
+    ``lr_lambda(max_steps)`` in ``torch.optim.lr_scheduler.LambdaLR``, stepped once per
+    optimizer step.
+    """
+
+    kind = "scheduler"
+    Config: ClassVar[type] = SchedulerConfig
+
+    def decay_start(self, max_steps: int) -> int:
+        return self.config.warmup_steps
+
+    def multiplier(self, progress: float) -> float:
+        raise NotImplementedError
+
+    def lr_lambda(self, max_steps: int):
+        """The multiplier of the peak rate at each step, for ``LambdaLR``."""
+        warmup, start = self.config.warmup_steps, self.decay_start(max_steps)
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            if step < start:
+                return 1.0
+            return self.multiplier(min(1.0, (step - start) / max(1, max_steps - start)))
+
+        return factor
+
+
+class Logger(Component):
+    """Where training metrics go besides ``metrics.csv``. Selected by the ``logger`` group.
+
+    ``build(run_dir)`` returns Lightning loggers (``lightning.pytorch.loggers.Logger``),
+    built with their heavy imports inside the method. Every run also keeps
+    ``metrics.csv`` in its run directory, so runs compare on the same local record,
+    unless ``metrics_csv`` is False (``logger=none``: no logging at all).
+    """
+
+    kind = "logger"
+    metrics_csv: ClassVar[bool] = True
+
+    def build(self, run_dir: Path) -> list:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of component: the config group a user types, its hook and its base class.
+
+    ``group`` is the one name a user sees: in ``lmforge plugins``, on the command line
+    (``model=rnn``) and in errors. ``alias`` is the kind's older name, which code written
+    against earlier versions may still pass (``"architecture"``). A kind that is not
+    ``chosen`` is not picked alone as ``group=<name>``: preprocessors are composed into
+    the ``preprocess.steps`` list.
+    """
+
+    group: str
+    hook: str
+    base: type
+    alias: str = ""
+    chosen: bool = True
+
+
+# Adding a kind is one row here plus its contract suite in lmforge.testing
+# (``<Base>Contract``); the loader, registry, Hydra bridge, ``lmforge plugins`` and the
+# docs test read this table.
+KINDS: dict[str, Kind] = {
+    k.group: k
+    for k in (
+        Kind("collector", "register_collectors", Collector),
+        Kind("preprocess", "register_preprocessors", Preprocessor, alias="preprocessor", chosen=False),
+        Kind("tokenizer", "register_tokenizers", Tokenizer),
+        Kind("model", "register_models", Architecture, alias="architecture"),
+        Kind("optimizer", "register_optimizers", Optimizer),
+        Kind("scheduler", "register_schedulers", Scheduler),
+        Kind("logger", "register_loggers", Logger),
+        Kind("tuner", "register_tuners", Tuner),
+    )
+}
+
+
+def kind_of(name: str) -> Kind:
+    """The kind called ``name``: its group (``model``) or its older alias (``architecture``)."""
+    for kind in KINDS.values():
+        if name in (kind.group, kind.alias):
+            return kind
+    raise KeyError(f"no component kind {name!r}; the kinds are {', '.join(KINDS)}")
+
+
+def __getattr__(name: str):
+    if name == "KIND_GROUPS":  # the kind -> group dict of lmforge 0.1
+        import warnings
+
+        warnings.warn("lmforge.contracts.KIND_GROUPS is deprecated: use lmforge.contracts.KINDS", DeprecationWarning, stacklevel=2)
+        return {(k.alias or k.group): k.group for k in KINDS.values()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def config_fields(cls: type[Component]) -> dict[str, Any]:

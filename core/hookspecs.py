@@ -73,6 +73,35 @@ def register_tuners(register):
 
 
 @hookspec
+def register_optimizers(register):
+    """Register optimizers: the options of the ``optimizer`` config group.
+
+    Called once at plugin load. Call ``register(cls)`` once per class; ``cls`` subclasses
+    ``lmforge.contracts.Optimizer``, whose ``Config`` extends
+    ``lmforge.contracts.OptimizerConfig`` (``lr`` and ``weight_decay``). Returns nothing.
+    """
+
+
+@hookspec
+def register_schedulers(register):
+    """Register learning-rate schedules: the options of the ``scheduler`` config group.
+
+    Called once at plugin load. Call ``register(cls)`` once per class; ``cls`` subclasses
+    ``lmforge.contracts.Scheduler``, whose ``Config`` extends
+    ``lmforge.contracts.SchedulerConfig`` (``warmup_steps``). Returns nothing.
+    """
+
+
+@hookspec
+def register_loggers(register):
+    """Register experiment loggers: the options of the ``logger`` config group.
+
+    Called once at plugin load. Call ``register(cls)`` once per class; ``cls`` subclasses
+    ``lmforge.contracts.Logger``. Returns nothing.
+    """
+
+
+@hookspec
 def register_commands(register):
     """Add sub-commands to the ``lmforge`` command line.
 
@@ -96,6 +125,20 @@ def config_package():
     put on Hydra's search path: installing the plugin makes ``model=gru`` work, with no
     flag or environment variable. The package must contain an ``__init__.py`` and ship
     its YAML files as package data. Results of all plugins are collected.
+    """
+
+
+@hookspec
+def register_hydra_plugins(register):
+    """Register Hydra plugin classes (a ``Sweeper``, a ``Launcher``) with Hydra.
+
+    Called once, when lmforge sets Hydra up for ``lmforge train``. Call
+    ``register(cls, group=None, name=None, node=None)`` per class: ``cls`` is the plugin
+    class, and ``group``/``name``/``node`` (``"hydra/sweeper"``, ``"lmforge"``, the
+    plugin's config dataclass) store its config in Hydra's ConfigStore so that
+    ``hydra/sweeper=lmforge`` selects it. Hydra instantiates only classes whose module
+    is under ``hydra_plugins.``: set ``cls.__module__`` accordingly, as Hydra's own
+    plugins are packaged. Returns nothing.
     """
 
 

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources as resources
-from dataclasses import dataclass
-from types import SimpleNamespace
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from lmforge.contracts import KIND_GROUPS
+from lmforge.contracts import KINDS, kind_of
+from lmforge.engine.config import GROUP_SCHEMAS as ENGINE_GROUPS
+from lmforge.engine.config import DataConfig, LossConfig, SampleConfig, TrainerConfig
 from lmforge.errors import ConfigError
 from lmforge.loader import load_plugins
 from lmforge.registry import Entry
@@ -62,25 +63,28 @@ def install() -> None:
                 search_path.append(prov.distribution, f"pkg://{package}")
 
     LmforgeSearchPath.__module__ = __name__  # Hydra names plugins by module and class
+    pm, registry = load_plugins()
     plugins = Plugins.instance()
     if not any(c.__name__ == "LmforgeSearchPath" for c in plugins.discover(SearchPathPlugin)):
         plugins.register(LmforgeSearchPath)
         plugins.register(GroupPackageConfigSource)
-    from lmforge.sweeper import LmforgeSweeperConf, plugin_class
+    store = ConfigStore.instance()
 
-    plugins.register(plugin_class())  # idempotent: hydra/sweeper=lmforge
-    ConfigStore.instance().store(group="hydra/sweeper", name="lmforge", node=LmforgeSweeperConf, provider="lmforge")
+    def register(cls: type, group: str | None = None, name: str | None = None, node: Any = None) -> None:
+        plugins.register(cls)  # idempotent
+        if group and name:
+            store.store(group=group, name=name, node=node, provider="lmforge")
 
-    _, registry = load_plugins()
+    pm.hook.register_hydra_plugins(register=register)
+
     shipped: dict[str, set[str]] = {}
     for package in ["lmforge.conf"] + [p for p, _ in registry.config_packages]:
         for group, names in config_options(package).items():
             shipped.setdefault(group, set()).update(names)
-    store = ConfigStore.instance()
-    for kind, group in KIND_GROUPS.items():
-        if kind == "preprocessor":  # steps are composed into the preprocess pipeline, not chosen alone
+    for group, kind in KINDS.items():
+        if not kind.chosen:  # preprocess steps are composed into a pipeline, not chosen alone
             continue
-        for name, entry in registry.components[kind].items():
+        for name, entry in registry.components[group].items():
             if name not in shipped.get(group, set()):
                 # structured() keeps fields without a default as '???', which the user must set
                 node = {"name": name, **OmegaConf.to_container(OmegaConf.structured(entry.cls.Config))}
@@ -90,26 +94,37 @@ def install() -> None:
 def component_config(kind: str, node: DictConfig | dict, key: str) -> tuple[Entry, Any]:
     """Check ``node`` (with its ``name``) against the component's schema.
 
-    Returns the registry entry and an instance of the component's ``Config``. ``key`` is
-    the node's place in the run config (``model``, ``preprocess.steps[1]``), used in errors.
+    ``kind`` is a group of ``lmforge.contracts.KINDS`` (or a kind's older alias). Returns
+    the registry entry and an instance of the component's ``Config``. ``key`` is the
+    node's place in the run config (``model``, ``preprocess.steps[1]``), used in errors.
     """
     _, registry = load_plugins()
+    group = kind_of(kind).group
     values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
     if "name" not in values:
-        raise ConfigError(f"{key}: no 'name' key saying which {kind} to use; add {key}.name=<one of {registry.names(kind)}>")
+        raise ConfigError(f"{key}: no 'name' key saying which {group} to use; add {key}.name=<one of {registry.names(group)}>")
     name = values.pop("name")
     try:
-        entry = registry.get(kind, name)
+        entry = registry.get(group, name)
     except Exception as exc:
         raise ConfigError(str(exc)) from None
-    return entry, structured(entry.cls.Config, values, key, f"{KIND_GROUPS[kind]}={name}")
+    return entry, structured(entry.cls.Config, values, key, f"{group}={name}")
 
 
 def structured(schema: type, values: dict, key: str, what: str) -> Any:
-    """Merge ``values`` into the dataclass ``schema``; errors name ``key`` and list the options."""
+    """Merge ``values`` into the dataclass ``schema``; errors name ``key`` and list the options.
+
+    A dict field given in ``values`` replaces its default rather than merging into it, so
+    a key removed on the command line (``~tokenizer.special_tokens.unk``) is gone from
+    what the component receives, as from the recorded config.
+    """
     base = OmegaConf.structured(schema)
     try:
-        return OmegaConf.to_object(OmegaConf.merge(base, values))
+        merged = OmegaConf.merge(base, values)
+        for name, value in values.items():
+            if isinstance(value, dict) and OmegaConf.get_type(base, name) is dict:
+                merged[name] = value
+        return OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
         bad = f"{key}.{exc.full_key}" if getattr(exc, "full_key", None) else key
         options = ", ".join(f.name for f in dataclasses.fields(schema)) or "none"
@@ -133,34 +148,80 @@ class Selected:
     def name(self) -> str:
         return self.entry.cls.name
 
+    @property
+    def provenance(self):
+        return self.entry.provenance
 
-def check(cfg: DictConfig) -> SimpleNamespace:
-    """Check the whole run config against its schemas before any work starts.
+    def record(self) -> dict:
+        """The config node as the component receives it: its name and every option."""
+        return {"name": self.name, **dataclasses.asdict(self.config)}
 
-    Returns the chosen components (``collector``, ``steps``, ``tokenizer``, ``model``) as
-    ``Selected`` and every other group as an instance of its schema.
+
+@dataclass
+class PreprocessConfig:
+    steps: List[Any] = field(default_factory=list)  # each a dict with a 'name' and that step's options
+    n_workers: int = 1
+
+
+@dataclass
+class RunSpec:
+    """A run config, checked: every component chosen and every group typed.
+
+    What the run wiring, the run object and every command that opens a run read, instead
+    of the raw config.
     """
-    from lmforge.schemas import GROUP_SCHEMAS
 
-    known = {"seed", "cache_dir", "resume", *KIND_GROUPS.values(), *GROUP_SCHEMAS}
+    seed: int
+    cache_dir: str
+    resume: Optional[str]
+    collector: Selected
+    steps: list[Selected]  # the preprocess steps, in order
+    preprocess: PreprocessConfig
+    tokenizer: Selected
+    model: Selected
+    optimizer: Selected
+    scheduler: Selected
+    logger: Selected
+    tuner: Optional[Selected]
+    data: DataConfig
+    trainer: TrainerConfig
+    loss: LossConfig
+    sample: SampleConfig
+
+    def record(self) -> dict:
+        """The config as checked, defaults filled in: what ``config.yaml`` records."""
+        chosen = ("collector", "tokenizer", "model", "optimizer", "scheduler", "logger")
+        found: dict[str, Any] = {"seed": self.seed, "cache_dir": self.cache_dir, "resume": self.resume}
+        found.update({group: getattr(self, group).record() for group in chosen})
+        found["tuner"] = self.tuner.record() if self.tuner else None
+        found["preprocess"] = {"steps": [s.record() for s in self.steps], "n_workers": self.preprocess.n_workers}
+        found.update({group: dataclasses.asdict(getattr(self, group)) for group in ENGINE_GROUPS})
+        return found
+
+
+def check(cfg: DictConfig) -> RunSpec:
+    """Check the whole run config against its schemas before any work starts."""
+    known = {"seed", "cache_dir", "resume", "preprocess", *KINDS, *ENGINE_GROUPS}
     if unknown := sorted(set(cfg) - known):
         raise ConfigError(f"unknown top-level key(s) {', '.join(unknown)}: the run config has {', '.join(sorted(known & set(cfg)))}")
-    spec = SimpleNamespace()
-    for kind, group in (("collector", "collector"), ("tokenizer", "tokenizer"), ("architecture", "model")):
-        setattr(spec, group, Selected(*component_config(kind, cfg[group], group)))
-    for group, schema in GROUP_SCHEMAS.items():
-        node = OmegaConf.to_container(cfg[group], resolve=True) if group in cfg else {}
-        what = group
-        if isinstance(schema, dict):  # one schema per option (optimizer=sgd), chosen by name
-            what = f"{group}={node.get('name')}"
-            if node.get("name") not in schema:
-                raise ConfigError(f"{group}.name={node.get('name')!r} is not an option; choose {group}=<one of {', '.join(schema)}>")
-            schema = schema[node["name"]]
-        setattr(spec, group, structured(schema, node, group, what))
-    if cfg.get("tuner") is not None:  # read by the sweeper; checked here so a typo fails at once
-        spec.tuner = Selected(*component_config("tuner", cfg.tuner, "tuner"))
-    spec.steps = [
-        Selected(*component_config("preprocessor", step, f"preprocess.steps[{i}]"))
-        for i, step in enumerate(spec.preprocess.steps)
+    chosen = {
+        group: Selected(*component_config(group, cfg[group], group))
+        for group, kind in KINDS.items()
+        if kind.chosen and group != "tuner"
+    }
+    groups = {
+        group: structured(schema, OmegaConf.to_container(cfg[group], resolve=True) if group in cfg else {}, group, group)
+        for group, schema in {"preprocess": PreprocessConfig, **ENGINE_GROUPS}.items()
+    }
+    seed = cfg.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"seed={seed!r}: the seed must be an integer, such as seed=1337")
+    steps = [
+        Selected(*component_config("preprocess", step, f"preprocess.steps[{i}]"))
+        for i, step in enumerate(groups["preprocess"].steps)
     ]
-    return spec
+    # read by the sweeper; checked here so a typo fails at once
+    tuner = Selected(*component_config("tuner", cfg.tuner, "tuner")) if cfg.get("tuner") is not None else None
+    return RunSpec(
+        seed=seed, cache_dir=str(cfg.get("cache_dir")), resume=cfg.get("resume"), steps=steps, tuner=tuner, **chosen, **groups
+    )

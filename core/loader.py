@@ -15,19 +15,13 @@ from importlib.metadata import entry_points
 import pluggy
 
 from lmforge import PROJECT, hookspecs
-from lmforge.errors import DuplicateComponentError
+from lmforge.contracts import KINDS
 from lmforge.registry import Broken, Command, Provenance, Registry
 
 DISABLE_AUTOLOAD_ENV = "LMFORGE_DISABLE_PLUGIN_AUTOLOAD"
 
-# registration hook -> component kind
-KIND_HOOKS = {
-    "register_collectors": "collector",
-    "register_preprocessors": "preprocessor",
-    "register_tokenizers": "tokenizer",
-    "register_models": "architecture",
-    "register_tuners": "tuner",
-}
+# registration hook -> the group of the kind it registers, from the one table of kinds
+KIND_HOOKS = {kind.hook: group for group, kind in KINDS.items()}
 
 
 class PluginLoadWarning(UserWarning):
@@ -49,8 +43,8 @@ def _register(pm: pluggy.PluginManager, registry: Registry, plugin: object, prov
     packages = [p for p in _call(pm, "config_package", plugin) if p]
     commands: list[Command] = []
     _call(pm, "register_commands", plugin, register=lambda name, function, help="": commands.append(Command(name, function, help, prov)))
-    # Committed only once the whole plugin registered cleanly; duplicates raise from here.
-    for kind, cls in staged:
+    # Committed only once the whole plugin registered cleanly.
+    for kind, cls in staged:  # a duplicate name is recorded: `lmforge plugins` shows it, other commands refuse
         registry.add(kind, cls, prov)
     registry.config_packages += [(p, prov) for p in packages]
     for command in commands:
@@ -84,8 +78,6 @@ def load_plugins() -> tuple[pluggy.PluginManager, Registry]:
             continue
         try:
             _register(pm, registry, plugin, prov)
-        except DuplicateComponentError:
-            raise
         except Exception as exc:
             pm.unregister(plugin)
             _broken(registry, prov, exc)

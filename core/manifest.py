@@ -29,9 +29,12 @@ def manifest(*, seed: int, stages: dict[str, str], data: dict, launch_dir: Path,
     import lightning
     import torch
 
+    registry = load_plugins()[1]
     return {
         "lmforge": __version__,
         "plugins": plugin_versions(),
+        # installed plugins that failed to load during this run: what it could not have used
+        "broken": [{"distribution": b.provenance.distribution, "version": b.provenance.version, "error": b.error} for b in registry.broken],
         "components": components,
         "stages": stages,
         "data": data,

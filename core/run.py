@@ -1,7 +1,9 @@
 """The run wiring of ``lmforge train``, top to bottom.
 
-collect -> preprocess -> tokenize -> data module -> model -> callbacks and loggers ->
-trainer -> fit -> evaluate. Each data stage is cached (``lmforge.stages``); the function
+check -> collect -> preprocess -> tokenize -> build -> fit -> write records, one
+function each, in that order. Each data stage is cached (``lmforge.stages``) and returns
+its directory, key and report; the training goes through the engine's entry point
+(``lmforge.engine.fit``). ``train``
 returns the final validation loss so that sweeps can optimise it.
 """
 
@@ -10,22 +12,62 @@ from __future__ import annotations
 import logging
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from lmforge import __version__, corpus, tokens
+from lmforge import __version__, engine
 from lmforge.errors import ConfigError, DataError
-from lmforge.hydra_bridge import Selected, check
+from lmforge.files import atomic_write, atomic_write_json
+from lmforge.hydra_bridge import RunSpec, Selected, check
 from lmforge.loader import load_plugins
 from lmforge.manifest import manifest
-from lmforge.stages import StageCache, atomic_write_json, atomic_write_text, stage_key
 
 log = logging.getLogger("lmforge")
 
 
+@dataclass
+class Done:
+    """A finished data stage: where its output lives, its cache key and its report."""
+
+    dir: Path
+    key: str
+    report: dict
+
+
+@dataclass
+class Built:
+    """The model and its data, ready to fit."""
+
+    model: Any
+    data: Any  # the engine's data module
+    val_ids: Any  # the validation tokens, for sample prompts
+    sizes: dict  # parameters, train and validation tokens, bytes per token
+
+
+def train(cfg: DictConfig, run_dir: Path, launch_dir: Path) -> float:
+    spec = check(cfg)  # every key and type, before any work
+    resume = _resume_path(spec.resume)
+    engine.seed(spec.seed)
+    atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(spec.record())))
+    from lmforge.stages.cache import StageCache
+
+    cache = StageCache(spec.cache_dir)
+    collected = collect(spec, cache, run_dir)
+    preprocessed = preprocess(spec, cache, collected)
+    tokenized, tokenizer = tokenize(spec, cache, preprocessed, run_dir)
+    built = build(spec, tokenizer, tokenized)
+    fitted = fit(spec, built, tokenizer, run_dir, resume)
+    if fitted.is_global_zero:  # under DDP every rank trained and validated; rank 0 writes the records
+        stages = {"collect": collected, "preprocess": preprocessed, "tokenize": tokenized}
+        write_records(spec, built, fitted, stages, tokenizer, run_dir, launch_dir)
+    return fitted.metrics["val_loss"]
+
+
 def _versions(*selected: Selected) -> dict[str, str]:
-    return {"lmforge": __version__, **{s.entry.provenance.distribution: s.entry.provenance.version for s in selected}}
+    return {"lmforge": __version__, **{s.provenance.distribution: s.provenance.version for s in selected}}
 
 
 def _resume_path(resume: str | None) -> str | None:
@@ -34,99 +76,158 @@ def _resume_path(resume: str | None) -> str | None:
     path = Path(resume).expanduser()
     ckpt = path / "checkpoints" / "last.ckpt" if path.is_dir() else path
     if not ckpt.is_file():
-        raise ConfigError(f"resume={resume}: no checkpoint at {ckpt}; pass a run directory holding checkpoints/last.ckpt or a .ckpt file")
+        raise ConfigError(
+            f"resume={resume}: no checkpoint at {ckpt}; pass a run directory holding checkpoints/last.ckpt "
+            f"or a .ckpt file"
+        )
     return str(ckpt)
 
 
-def train(cfg: DictConfig, run_dir: Path, launch_dir: Path) -> float:
-    spec = check(cfg)  # every key and type, before any work
-    ckpt_path = _resume_path(cfg.resume)
-    import lightning as L
-
-    from lmforge.plugins.training import checkpointing, runtime
-    from lmforge.plugins.training.data import Objective, TokenDataModule
-    from lmforge.plugins.training.metrics import Throughput
-    from lmforge.plugins.training.module import LMModule
-
-    L.seed_everything(spec_seed := int(cfg.seed), workers=True)
-    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    cache = StageCache(cfg.cache_dir)
+def collect(spec: RunSpec, cache, run_dir: Path) -> Done:
+    from lmforge.stages.cache import stage_key
+    from lmforge.stages.collect import collect as run_collect
 
     collector = spec.collector.build()
-    log.info("collector: %s (%s)", collector.name, spec.collector.entry.provenance)
-    collect_key = stage_key("collect", [collector.name, vars(spec.collector.config)], _versions(spec.collector), [], collector.cache_token())
-    with cache.open("collect", collect_key) as stage:
-        report = stage.report() if stage.hit else corpus.collect(collector, stage.dir, progress=sys.stderr.isatty())
+    log.info("collector: %s (%s)", collector.name, spec.collector.provenance)
+    config = [collector.name, vars(spec.collector.config)]
+    key = stage_key("collect", config, _versions(spec.collector), [], collector.cache_token())
+    with cache.open("collect", key) as stage:
+        report = stage.report() if stage.hit else run_collect(collector, stage.dir, progress=sys.stderr.isatty())
     atomic_write_json(run_dir / "collection_report.json", report)
     if report["documents"] == 0:
         keys = ", ".join(f"collector.{k}" for k in vars(spec.collector.config)) or "the collector option"
-        raise DataError(f"collector={collector.name} produced no documents (skipped: {report['counts'] or 'none'}): check {keys}")
+        skipped = report["counts"] or "none"
+        raise DataError(f"collector={collector.name} produced no documents (skipped: {skipped}): check {keys}")
+    return Done(cache.path("collect", key), key, report)
+
+
+def preprocess(spec: RunSpec, cache, collected: Done) -> Done:
+    from lmforge.stages.cache import stage_key
+    from lmforge.stages.preprocess import preprocess as run_preprocess
 
     steps = [s.build() for s in spec.steps]
-    log.info("preprocess: %s", " -> ".join(s.name for s in steps) or "none")
-    step_cfgs = [[s.name, vars(s.config)] for s in spec.steps]
-    pre_key = stage_key("preprocess", step_cfgs, _versions(*spec.steps), [collect_key], "".join(s.cache_token() for s in steps))
-    with cache.open("preprocess", pre_key) as stage:
-        pre_report = stage.report() if stage.hit else corpus.preprocess(steps, cache.path("collect", collect_key), stage.dir, spec.preprocess.n_workers, sys.stderr.isatty())
-    if pre_report["documents"] == 0:
-        raise DataError(f"preprocessing dropped every document ({pre_report['counts']}): loosen the preprocess.steps options")
+    shown = [f"{s.name} ({s.provenance})" for s in spec.steps]
+    log.info("preprocess: %s", " -> ".join(shown) or "none")
+    configs = [[s.name, vars(s.config)] for s in spec.steps]
+    token = "".join(s.cache_token() for s in steps)
+    key = stage_key("preprocess", configs, _versions(*spec.steps), [collected.key], token)
+    with cache.open("preprocess", key) as stage:
+        if stage.hit:
+            report = stage.report()
+        else:
+            report = run_preprocess(steps, collected.dir, stage.dir, spec.preprocess.n_workers, sys.stderr.isatty())
+    if report["documents"] == 0:
+        dropped = report["counts"]
+        raise DataError(f"preprocessing dropped every document ({dropped}): loosen the preprocess.steps options")
+    return Done(cache.path("preprocess", key), key, report)
+
+
+def tokenize(spec: RunSpec, cache, preprocessed: Done, run_dir: Path):
+    """The tokenize stage; returns it and the trained tokenizer, also copied into the run."""
+    from lmforge.stages.cache import stage_key
+    from lmforge.stages.tokenize import tokenize as run_tokenize
 
     tokenizer = spec.tokenizer.build()
-    log.info("tokenizer: %s (%s)", tokenizer.name, spec.tokenizer.entry.provenance)
-    tok_key = stage_key("tokenize", [tokenizer.name, vars(spec.tokenizer.config)], _versions(spec.tokenizer), [pre_key], tokenizer.cache_token())
-    with cache.open("tokenize", tok_key) as stage:
+    log.info("tokenizer: %s (%s)", tokenizer.name, spec.tokenizer.provenance)
+    config = [tokenizer.name, vars(spec.tokenizer.config)]
+    key = stage_key("tokenize", config, _versions(spec.tokenizer), [preprocessed.key], tokenizer.cache_token())
+    with cache.open("tokenize", key) as stage:
         if stage.hit:
             tokenizer.load(stage.dir / "tokenizer.json")
-        tok_report = stage.report() if stage.hit else tokens.tokenize(tokenizer, cache.path("preprocess", pre_key), stage.dir)
-    tok_dir = cache.path("tokenize", tok_key)
-    shutil.copyfile(tok_dir / "tokenizer.json", run_dir / "tokenizer.json")
+        report = stage.report() if stage.hit else run_tokenize(tokenizer, preprocessed.dir, stage.dir)
+    done = Done(cache.path("tokenize", key), key, report)
+    shutil.copyfile(done.dir / "tokenizer.json", run_dir / "tokenizer.json")
+    return done, tokenizer
 
-    train_ids, val_ids, bytes_per_token = tokens.split_tokens(tok_dir, spec.data.val_fraction)
-    trainer_cfg = spec.trainer
+
+def build(spec: RunSpec, tokenizer, tokenized: Done) -> Built:
+    """The architecture at its size, and the token windows of the train and validation splits."""
+    from lmforge.stages.tokenize import split_tokens
+
+    train_ids, val_ids, bytes_per_token = split_tokens(tokenized.dir, spec.data.val_fraction)
+    shown = f"{len(train_ids):,}", f"{len(val_ids):,}", bytes_per_token
+    log.info("data: %s train tokens, %s validation tokens, %.2f bytes/token", *shown)
     architecture = spec.model.build()
-    objective = Objective(architecture.objective, tokenizer.vocab_size, tokenizer.special_ids, tokenizer.name)
-    datamodule = TokenDataModule(train_ids, val_ids, spec.data, trainer_cfg.max_steps, trainer_cfg.accumulate_grad_batches, spec_seed, objective)
-    log.info("data: %s train tokens, %s validation tokens, %.2f bytes/token", f"{len(train_ids):,}", f"{len(val_ids):,}", bytes_per_token)
-
+    data = engine.token_data(
+        train_ids, val_ids, spec.data, objective=architecture.objective, tokenizer=tokenizer, seed=spec.seed,
+        max_steps=spec.trainer.max_steps, accumulate=spec.trainer.accumulate_grad_batches,
+    )
     model = architecture.build(vocab_size=tokenizer.vocab_size, max_seq_len=spec.data.seq_len)
-    log.info("model: %s (%s), %s parameters", architecture.name, spec.model.entry.provenance, f"{model.num_params():,}")
-    module = LMModule(model, spec.optimizer, spec.scheduler, spec.loss, trainer_cfg, tokenizer.vocab_size, bytes_per_token)
+    log.info("model: %s (%s), %s parameters", architecture.name, spec.model.provenance, f"{model.num_params():,}")
+    sizes = {"params": model.num_params(), "train_tokens": len(train_ids), "val_tokens": len(val_ids)}
+    return Built(model, data, val_ids, {**sizes, "bytes_per_token": bytes_per_token})
 
-    throughput = Throughput(spec.data.batch_size * spec.data.seq_len, model.flops_per_token(spec.data.seq_len))
-    callbacks = runtime.callbacks(run_dir, trainer_cfg, logging=spec.logger.name != "none") + [throughput]
-    for extra in load_plugins()[0].hook.train_callbacks(run_dir=run_dir):
-        callbacks += list(extra or [])
-    trainer = L.Trainer(**runtime.trainer_kwargs(trainer_cfg, model), callbacks=callbacks, logger=runtime.logger(spec.logger, run_dir), default_root_dir=run_dir)
-    try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    except checkpointing.SIGTERMException:
-        raise SystemExit(checkpointing.SIGTERM_EXIT) from None  # last.ckpt holds the step it stopped at
 
-    val_metrics = {f"val_{k[4:]}": float(v) for k, v in trainer.validate(module, datamodule=datamodule, verbose=False)[0].items() if k.startswith("val/")}
-    val_loss = val_metrics["val_loss"]
-    if not trainer.is_global_zero:  # under DDP every rank trained and validated; rank 0 writes the records
-        return val_loss
-    # Lightning hands the module back on the CPU after fit and validate; sample where it trained
-    device = trainer.strategy.root_device
-    samples = runtime.samples(model.to(device), tokenizer, spec.sample, device)
-    atomic_write_text(run_dir / "samples.txt", samples)
+def fit(spec: RunSpec, built: Built, tokenizer, run_dir: Path, resume: str | None) -> engine.Fitted:
+    """Train with the chosen optimizer, schedule and logger, and the plugins' callbacks."""
+    for part in (spec.optimizer, spec.scheduler, spec.logger):
+        log.info("%s: %s (%s)", part.entry.cls.kind, part.name, part.provenance)
+    callbacks = [c for extra in load_plugins()[0].hook.train_callbacks(run_dir=run_dir) for c in extra or []]
+    return engine.fit(
+        built.model, built.data, vocab_size=tokenizer.vocab_size, trainer=spec.trainer,
+        optimizer=spec.optimizer.build(), scheduler=spec.scheduler.build(), loss=spec.loss, logger=spec.logger.build(),
+        run_dir=run_dir, bytes_per_token=built.sizes["bytes_per_token"], resume=resume, callbacks=callbacks,
+    )
+
+
+def sample_prompts(spec: RunSpec, tokenizer, val_ids, n: int = 3, words: int = 4) -> list[str]:
+    """``sample.prompts``, else the collector's own, else the first words of validation documents."""
+    if spec.sample.prompts is not None:
+        return list(spec.sample.prompts)
+    prompts = spec.collector.build().sample_prompts()
+    if prompts:
+        return prompts
+    sep = tokenizer.special_ids.get("eos", tokenizer.special_ids.get("sep"))
+    ends = (val_ids == sep).nonzero()[0] if sep is not None else []
+    starts, prompts = [0, *(int(i) + 1 for i in ends)], []
+    for start in starts[: 4 * n]:
+        window = [int(i) for i in val_ids[start : start + 64]]
+        cut = sep in window
+        text = tokenizer.decode(window[: window.index(sep)] if cut else window)
+        found = text.split()
+        head = " ".join(found[: min(words, len(found) - (not cut))])  # a cut-off window's last word may be partial
+        if head and head + " " not in prompts:
+            prompts.append(head + " ")
+        if len(prompts) == n:
+            break
+    return prompts
+
+
+def write_records(
+    spec: RunSpec, built: Built, fitted: engine.Fitted, stages: dict[str, Done], tokenizer, run_dir: Path,
+    launch_dir: Path,
+) -> None:
+    """samples.txt, summary.json, manifest.json and curves.png: what a finished run leaves behind."""
+    prompts = sample_prompts(spec, tokenizer, built.val_ids)
+    atomic_write(run_dir / "samples.txt", engine.sample(built.model, tokenizer, prompts, spec.sample, fitted.device))
+    sizes = built.sizes
     summary = {
-        **val_metrics,  # val_loss (nats), val_ppl, val_bpb, val_top1, val_top5, val_precision, val_recall, val_f1
-        "tokens_seen": throughput.tokens,
-        "tokens_per_s": throughput.tokens_per_second,
-        "train_seconds": throughput.seconds,
-        "params": model.num_params(),
-        "steps": trainer.global_step,
-        "skipped_steps": int(module.skipped_steps),
+        **fitted.metrics,  # val_loss (nats), val_ppl, val_bpb, val_top1, val_top5, val_precision, val_recall, val_f1
+        "tokens_seen": fitted.tokens,
+        "tokens_per_s": fitted.tokens_per_s,
+        "train_seconds": fitted.seconds,
+        "params": sizes["params"],
+        "steps": fitted.steps,
+        "skipped_steps": fitted.skipped_steps,
         # runs with other preprocessing or tokenizers compare by val_bpb; this says which they were
-        "signature": {"preprocess": [s.name for s in spec.steps], "preprocess_key": pre_key, "tokenizer": tokenizer.name, "bytes_per_token": bytes_per_token},
-        "device": str(device),
-        "precision": str(trainer.precision),
+        "signature": {
+            "preprocess": [s.name for s in spec.steps], "preprocess_key": stages["preprocess"].key,
+            "tokenizer": spec.tokenizer.name, "bytes_per_token": sizes["bytes_per_token"],
+        },
+        "device": fitted.device,
+        "precision": fitted.precision,
     }
     atomic_write_json(run_dir / "summary.json", summary)
-    data = {"collect": report, "preprocess": pre_report, "tokenize": tok_report, "train_tokens": len(train_ids), "val_tokens": len(val_ids)}
-    stages = {"collect": collect_key, "preprocess": pre_key, "tokenize": tok_key}
-    components = {g: getattr(spec, g).name for g in ("collector", "tokenizer", "model")} | {"preprocess": [s.name for s in spec.steps]}
-    atomic_write_json(run_dir / "manifest.json", manifest(seed=spec_seed, stages=stages, data=data, launch_dir=launch_dir, components=components))
-    log.info("val loss %.4f, perplexity %.2f, %.0f tokens/s; run directory %s", val_loss, summary["val_ppl"], summary["tokens_per_s"], run_dir)
-    return val_loss
+    data = {name: done.report for name, done in stages.items()} | {k: sizes[k] for k in ("train_tokens", "val_tokens")}
+    keys = {name: done.key for name, done in stages.items()}
+    chosen = ("collector", "tokenizer", "model", "optimizer", "scheduler", "logger")
+    components = {group: getattr(spec, group).name for group in chosen}
+    components["preprocess"] = [s.name for s in spec.steps]
+    record = manifest(seed=spec.seed, stages=keys, data=data, launch_dir=launch_dir, components=components)
+    atomic_write_json(run_dir / "manifest.json", record)
+    if (run_dir / "metrics.csv").is_file():
+        engine.plot_curves(run_dir / "metrics.csv", run_dir / "curves.png")
+    log.info(
+        "val loss %.4f, perplexity %.2f, %.0f tokens/s; run directory %s",
+        fitted.metrics["val_loss"], fitted.metrics["val_ppl"], fitted.tokens_per_s, run_dir,
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -19,7 +20,7 @@ def test_plugins_lists_components_and_options_without_importing_torch_or_spacy(t
     assert "HEAVY []" in out
     assert "lmforge 0." in out
     listed = {line.split()[0]: line.split(None, 1)[1] for line in out.splitlines() if line.startswith("  ")}
-    assert "transformer" in listed["architecture"] and "stdlib" in listed["collector"]
+    assert "transformer" in listed["model"] and "stdlib" in listed["collector"]
     assert "model=transformer" in out and "experiment=gpt2_small" in out and "experiment=tiny" in out
 
 
@@ -80,3 +81,62 @@ def test_a_plugin_cannot_take_a_builtin_command(make_dist):
 
         _, registry = load_plugins()
     assert "train" not in registry.commands
+
+
+GRU = """
+from lmforge import hookimpl
+from lmforge.plugins.models.rnn import RNN
+
+class GRU(RNN):
+    name = "gru"
+
+@hookimpl
+def register_models(register):
+    register(GRU)
+"""
+
+
+def test_with_autoload_off_an_installed_plugin_choice_names_the_switch(make_dist, monkeypatch, capsys):
+    from lmforge.cli import main
+
+    make_dist("lmforge-gru", {"gru": "lmforge_gru"}, {"lmforge_gru.py": GRU}, "0.3")
+    monkeypatch.setenv("LMFORGE_DISABLE_PLUGIN_AUTOLOAD", "1")
+    assert main(["train", "model=gru"]) == 2
+    err = capsys.readouterr().err
+    assert "model=gru: no model named 'gru'" in err and "LMFORGE_DISABLE_PLUGIN_AUTOLOAD" in err and "lmforge-gru 0.3" in err
+
+
+def test_a_duplicate_name_is_shown_by_plugins_and_refused_by_train(make_dist, capsys):
+    from lmforge.cli import main
+
+    make_dist("lmforge-copy", {"copy": "lmforge_rnncopy"}, {"lmforge_rnncopy.py": GRU.replace('name = "gru"', 'name = "rnn"')})
+    assert main(["plugins"]) == 2
+    captured = capsys.readouterr()
+    assert "lmforge-copy 1.0\n  model       rnn (CONFLICT: also registered by lmforge " in captured.out  # the listing still shows
+    assert "model 'rnn' is registered twice" in captured.err
+    assert main(["train", "model=transformer"]) == 2
+    assert "model 'rnn' is registered twice" in capsys.readouterr().err
+
+
+def test_a_broken_plugin_is_one_line_without_python_source(tmp_path):
+    site = tmp_path / "site"
+    info = site / "lmforge_broken-1.0.dist-info"
+    info.mkdir(parents=True)
+    (site / "lmforge_broken.py").write_text("import no_such_module_xyz\n")
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: lmforge-broken\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[lmforge]\nbroken = lmforge_broken\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("LMFORGE_DISABLE_PLUGIN_AUTOLOAD", "PYTHONWARNINGS")}
+    proc = subprocess.run([sys.executable, "-m", "lmforge.cli", "plugins"], cwd=tmp_path, env={**env, "PYTHONPATH": str(site)}, capture_output=True, text=True)
+    assert proc.returncode == 0
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("lmforge: warning: lmforge plugin 'broken' from lmforge-broken 1.0 failed to load"), proc.stderr
+
+
+def test_eval_is_reserved_like_train_and_plugins(make_dist):
+    code = "from lmforge import hookimpl\n\n@hookimpl\ndef register_commands(register):\n    register(name='eval', function=print, help='x')\n"
+    make_dist("lmforge-evil", {"evil": "lmforge_evil"}, {"lmforge_evil.py": code})
+    with pytest.warns(UserWarning, match="lmforge-evil.*registers command 'eval'"):
+        from lmforge.loader import load_plugins
+
+        _, registry = load_plugins()
+    assert "eval" not in registry.commands

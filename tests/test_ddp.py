@@ -84,7 +84,7 @@ def test_the_ddp_and_fsdp_options_compose_and_fsdp_wraps_each_block():
 
     from lmforge import hydra_bridge
     from lmforge.plugins.models.transformer import Transformer
-    from lmforge.plugins.training import runtime
+    from lmforge.engine import trainer as runtime
 
     hydra_bridge.install()
     with initialize_config_module(config_module="lmforge.conf", version_base="1.3"):
@@ -108,7 +108,7 @@ def test_ddp_inside_a_hydra_multirun_is_refused_with_the_workarounds():
 
     from lmforge import hydra_bridge
     from lmforge.errors import ConfigError
-    from lmforge.plugins.training import runtime
+    from lmforge.engine import trainer as runtime
 
     hydra_bridge.install()
     with initialize_config_module(config_module="lmforge.conf", version_base="1.3"):

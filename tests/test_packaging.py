@@ -138,9 +138,9 @@ def test_plugins_lists_builtins_and_the_installed_plugin(venv, workdir, env):
     listing = json.loads(_run(venv.bin / "lmforge", "plugins", "--json", cwd=workdir, env=env).stdout)
     dists = {p["distribution"]: p for p in listing["plugins"]}
     assert dists["lmforge-toyplugin"]["version"] == "0.1.0"
-    assert dists["lmforge-toyplugin"]["components"] == {"architecture": ["toygru"], "collector": ["alphabet"]}
+    assert dists["lmforge-toyplugin"]["components"] == {"model": ["toygru"], "collector": ["alphabet"]}
     assert dists["lmforge-toyplugin"]["options"] == {"collector": ["alphabet"], "model": ["toygru"]}
-    assert "transformer" in dists["lmforge"]["components"]["architecture"]
+    assert "transformer" in dists["lmforge"]["components"]["model"]
     assert listing["broken"] == [] and listing["disabled"] == []
 
 

@@ -115,10 +115,13 @@ def fit(run_dir, steps: int, sampling: str, accumulate: int, resume=None, stop_a
     from lightning.pytorch.callbacks import Callback
 
     from lmforge.plugins.models.transformer import Transformer
-    from lmforge.plugins.training import checkpointing, runtime
-    from lmforge.plugins.training.data import TokenDataModule
-    from lmforge.plugins.training.module import LMModule
-    from lmforge.schemas import OPTIMIZERS, SCHEDULERS, DataConfig, LossConfig, TrainerConfig
+    from lmforge.engine import checkpointing
+    from lmforge.engine import trainer as runtime
+    from lmforge.engine.data import TokenDataModule
+    from lmforge.engine.module import LMModule
+    from lmforge.engine.config import DataConfig, LossConfig, TrainerConfig
+    from lmforge.plugins.training.optimizers import AdamWConfig
+    from lmforge.plugins.training.schedulers import CosineConfig
 
     class Stop(Callback):
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
@@ -132,7 +135,10 @@ def fit(run_dir, steps: int, sampling: str, accumulate: int, resume=None, stop_a
     trainer_cfg = TrainerConfig(max_steps=steps, val_check_interval=6, accumulate_grad_batches=accumulate, checkpoint_every_n_steps=4, enable_progress_bar=False, accelerator="cpu", devices=1)
     dm = TokenDataModule(tokens[:620], tokens[620:], data, steps, accumulate, 0)
     model = Transformer(Transformer.Config(n_layer=1, n_head=2, n_embd=16)).build(vocab_size=64, max_seq_len=16)
-    module = LMModule(model, OPTIMIZERS["adamw"](lr=1e-2), SCHEDULERS["cosine"](warmup_steps=2), LossConfig(), trainer_cfg, 64)
+    module = LMModule(
+        model, vocab_size=64, optimizer=AdamWConfig(lr=1e-2), scheduler=CosineConfig(warmup_steps=2), loss=LossConfig(),
+        max_steps=trainer_cfg.max_steps, grad_clip=trainer_cfg.gradient_clip_val, nonfinite=trainer_cfg.nonfinite, compile=trainer_cfg.compile,
+    )
     callbacks = runtime.callbacks(run_dir, trainer_cfg, logging=False) + [Stop()]
     trainer = L.Trainer(**runtime.trainer_kwargs(trainer_cfg, model), callbacks=callbacks, logger=False, default_root_dir=run_dir)
     try:
@@ -177,7 +183,7 @@ def test_a_checkpoint_holds_plain_tensors_rng_state_and_the_loader_position(tmp_
 def test_the_rng_state_round_trips_through_a_checkpoint():
     import random
 
-    from lmforge.plugins.training.checkpointing import RngState
+    from lmforge.engine.checkpointing import RngState
 
     saved = RngState().state_dict()
     expected = (random.random(), np.random.rand(), torch.rand(1).item())

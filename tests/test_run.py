@@ -23,7 +23,9 @@ def first_run(tmp_path_factory):
     """One short run shared by the tests that inspect its run directory."""
     root = tmp_path_factory.mktemp("first")
     cache = root / "cache"
-    proc = train(*TINY, f"hydra.run.dir={root / 'run'}", cwd=root, env={"LMFORGE_CACHE_DIR": str(cache), "LMFORGE_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    # Python's own warning filters, as a user has them: what the console shows is part of the test
+    env = {"LMFORGE_CACHE_DIR": str(cache), "LMFORGE_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONWARNINGS": ""}
+    proc = train(*TINY, f"hydra.run.dir={root / 'run'}", cwd=root, env=env)
     return root / "run", cache, proc
 
 
@@ -206,3 +208,66 @@ def test_eval_scores_the_training_split_and_given_text(first_run, tmp_path):
 def test_eval_of_a_directory_that_is_no_run_says_what_to_pass(tmp_path):
     proc = lmforge("eval", str(tmp_path), cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "not a finished lmforge run directory" in proc.stderr
+
+
+def test_the_console_shows_each_line_once_and_no_noise(first_run):
+    """Lightning's lines once (not also as 'INFO: ...'), no adverts, no warnings a user cannot act on."""
+    import re
+
+    _, _, proc = first_run
+    out = proc.stdout + proc.stderr
+    messages = [re.sub(r"^\[\d\d:\d\d:\d\d\] ", "", line).removeprefix("INFO: ") for line in out.splitlines() if line.strip()]
+    repeated = sorted({m for m in messages if messages.count(m) > 1})
+    assert not repeated, out
+    for noise in ("Tip:", "litlogger", "Warning", "warn(", "FLOPs", "Epoch 0/-2", "TPU available"):
+        assert noise not in out, (noise, out)
+    assert "Seed set to 1337" in out and "val loss" in out
+
+
+def test_train_log_holds_every_line_with_its_source(first_run):
+    run, _, proc = first_run
+    log = (run / "train.log").read_text()
+    assert "[lightning.pytorch.utilities.rank_zero][INFO] - `Trainer.fit` stopped: `max_steps=30` reached." in log
+    assert "[lmforge][INFO] - preprocess: normalize (lmforge " in log  # every component with its distribution
+
+
+def test_the_run_draws_its_curves_from_metrics_csv(first_run):
+    from PIL import Image
+
+    from lmforge.engine.curves import read_series
+
+    run, _, _ = first_run
+    series = read_series(run / "metrics.csv")
+    assert series["train/loss"] and series["val/loss"] and any(k.startswith("lr-") for k in series)
+    with Image.open(run / "curves.png") as image:
+        assert image.format == "PNG" and image.size[0] > 400 and image.size[1] > 300
+
+
+def test_a_config_that_fails_the_check_leaves_no_run_directory(tmp_path):
+    proc = train("model.n_layer=abc", cwd=tmp_path, check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert not (tmp_path / "outputs").exists(), sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+
+
+def test_sample_prompts_follow_the_collector_or_the_validation_documents():
+    """stdlib brings its own prompts; a collector without any gets the first words of validation documents."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from lmforge.engine.config import SampleConfig
+    from lmforge.plugins.collectors.stdlib import Stdlib
+    from lmforge.plugins.tokenizers.byte import Byte
+    from lmforge.run import sample_prompts
+
+    tokenizer = Byte(Byte.Config())
+    eos = tokenizer.special_ids["eos"]
+    docs = ["The quick brown fox jumps", "Lorem ipsum dolor sit amet", "Call me Ishmael. Some years ago"]
+    val = np.array([i for d in docs for i in [*tokenizer.encode_batch([d])[0], eos]])
+    no_prompts = SimpleNamespace(build=lambda: SimpleNamespace(sample_prompts=lambda: []))
+    spec = SimpleNamespace(sample=SampleConfig(), collector=no_prompts)
+    assert sample_prompts(spec, tokenizer, val) == ["The quick brown fox ", "Lorem ipsum dolor sit ", "Call me Ishmael. Some "]
+    spec.collector = SimpleNamespace(build=lambda: Stdlib())
+    assert sample_prompts(spec, tokenizer, val) == ["def ", "import ", "class "]
+    spec.sample = SampleConfig(prompts=["Once "])
+    assert sample_prompts(spec, tokenizer, val) == ["Once "]

@@ -19,7 +19,6 @@ import http
 import io
 import json
 import logging
-import os
 import threading
 import time
 from collections import Counter, OrderedDict, deque
@@ -34,6 +33,7 @@ from urllib.robotparser import RobotFileParser
 
 from lmforge.contracts import Document
 from lmforge.errors import ConfigError
+from lmforge.files import atomic_write
 from lmforge.plugins.collectors._crawl_fetch import Fetcher, Response, Skip
 from lmforge.plugins.collectors._crawl_text import (
     HTML_TYPES,
@@ -138,7 +138,7 @@ class Crawler:
         return None
 
     def checkpoint(self) -> None:
-        """Save the state as of the last document yielded, atomically (temp file + rename)."""
+        """Save the state as of the last document yielded, atomically and durably."""
         tasks = list(self.in_flight.values()) + [t for queue in self.frontier.values() for t in queue]
         state = {
             "version": 1,
@@ -148,12 +148,7 @@ class Crawler:
             "pages": self.pages,
             "bytes": self.nbytes,
         }
-        tmp = self.state_path.with_name(f".{STATE_FILE}.tmp-{os.getpid()}")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.state_path)
+        atomic_write(self.state_path, json.dumps(state))
 
     def _restore(self) -> None:
         state = json.loads(self.state_path.read_text(encoding="utf-8"))

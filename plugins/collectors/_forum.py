@@ -6,10 +6,10 @@ and posts go into an SQLite index in ``workdir`` rather than into memory. Once e
 file is read, threads come back out of the index one at a time, in the order their first
 post appeared in the dump, so only the thread being rendered is held in memory.
 
-The index is built under a temporary name and renamed once complete. Its name is a
-fingerprint of the inputs and of the options that shape it, so an interrupted
-collection that resumes reuses a finished index instead of reading the dump again; the
-skip counts of the read are stored with it and restored.
+The index is built under a temporary name and renamed once complete (``atomic_path``).
+Its name is a fingerprint of the inputs and of the options that shape it, so an
+interrupted collection that resumes reuses a finished index instead of reading the dump
+again; the skip counts of the read are stored with it and restored.
 
 Real author names never reach the index or the documents: a post's author is replaced by
 its pseudonym as the post is read, and so is every ``u/<name>`` mention in its text.
@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import sqlite3
 from collections import Counter
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Iterable, Iterator
 
 from lmforge.contracts import Document
 from lmforge.errors import ConfigError
+from lmforge.files import atomic_path
 from lmforge.plugins.collectors._forum_read import (
     Post,
     Pseudonyms,
@@ -72,19 +72,17 @@ class Index:
 
     @classmethod
     def build(cls, path: Path, sources: Iterable[tuple[str, int, Iterator[Post]]], stats: Counter) -> "Index":
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.unlink(missing_ok=True)
-        db = sqlite3.connect(tmp)
-        try:
-            cls._fill(db, sources, stats)
-        finally:
-            db.close()
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            db = sqlite3.connect(tmp)
+            try:
+                cls._fill(db, sources, stats)
+            finally:
+                db.close()
         return cls(path)
 
     @classmethod
     def _fill(cls, db: sqlite3.Connection, sources: Iterable[tuple[str, int, Iterator[Post]]], stats: Counter) -> None:
-        # a crash leaves only the .tmp file, which is rebuilt, so durability buys nothing
+        # a crash leaves only the temporary file, never published, so durability while filling buys nothing
         db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + SCHEMA)
         for family, file_no, posts in sources:
             batch: list[tuple] = []

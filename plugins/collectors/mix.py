@@ -181,7 +181,7 @@ class Mix(Collector):
                 stats[f"mix:documents:{source.label}"] = sent_docs[i]
 
         def save() -> None:
-            from lmforge.stages import atomic_write_json
+            from lmforge.files import atomic_write_json
 
             for _, collector in pairs:
                 if collector.resumable:

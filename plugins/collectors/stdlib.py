@@ -47,6 +47,9 @@ class Stdlib(Collector):
     def cache_token(self) -> str:
         return f"python-{platform.python_version()}-{platform.python_implementation()}"
 
+    def sample_prompts(self) -> list[str]:
+        return ["def ", "import ", "class "]
+
     def files(self) -> list[Path]:
         # os.walk prunes site-packages and test folders instead of globbing through them
         skip = NOT_STDLIB if self.config.include_tests else NOT_STDLIB | TEST_FOLDERS

@@ -1,26 +1,15 @@
 """Tuners: the ask-and-tell optimisers behind ``lmforge train -m tuner=...``.
 
 One thin module per option (``grid``, ``random``, ``bayes``, ``nevergrad``); the
-nevergrad-backed ones import nevergrad only in ``_nevergrad.py``. ``pruning`` and
-``report`` are plugins too: the median pruner's Lightning callback and the
-``lmforge sweep-report`` command.
+nevergrad-backed ones import nevergrad only in ``_nevergrad.py``. The sweeper that
+drives them, its report and the pruner are the ``lmforge.plugins.sweep`` plugin.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from lmforge.contracts import Trial, Tuner, TunerConfig
 
-from lmforge.contracts import Trial, Tuner
-
-
-@dataclass
-class TunerConfig:
-    """Keys every tuner takes. The search space may come from here, the command line, or both."""
-
-    # config key -> Hydra sweep grammar, e.g. {"optimizer.lr": "tag(log, interval(1e-4, 1e-2))"};
-    # a sweep of the same key on the command line wins
-    params: dict[str, Any] = field(default_factory=dict)
+__all__ = ["NevergradTuner", "TunerConfig"]  # TunerConfig lives in lmforge.contracts; re-exported for 0.1 code
 
 
 class NevergradTuner(Tuner):

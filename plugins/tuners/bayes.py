@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 from lmforge import hookimpl
-from lmforge.contracts import Param
-from lmforge.plugins.tuners import NevergradTuner, TunerConfig
+from lmforge.contracts import Param, TunerConfig
+from lmforge.plugins.tuners import NevergradTuner
 
 
 @dataclass

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lmforge import hookimpl
-from lmforge.contracts import Param
-from lmforge.plugins.tuners import NevergradTuner, TunerConfig
+from lmforge.contracts import Param, TunerConfig
+from lmforge.plugins.tuners import NevergradTuner
 
 
 @dataclass

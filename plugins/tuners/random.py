@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lmforge import hookimpl
-from lmforge.contracts import Param, Trial, Tuner
-from lmforge.plugins.tuners import TunerConfig
+from lmforge.contracts import Param, Trial, Tuner, TunerConfig
 
 
 @dataclass

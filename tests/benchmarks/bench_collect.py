@@ -28,9 +28,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from lmforge.corpus import collect
 from lmforge.hydra_bridge import component_config
 from lmforge.plugins.collectors.stdlib import Stdlib, StdlibConfig
+from lmforge.stages.collect import collect
 
 
 def bare_read(paths: list[Path]) -> tuple[int, float]:

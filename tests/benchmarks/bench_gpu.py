@@ -89,7 +89,7 @@ def plain_loop(args, loss_in_graph: bool) -> float:
     nanoGPT's ``forward(idx, targets)`` does; otherwise only the model is compiled."""
     import torch.nn.functional as F
 
-    from lmforge.plugins.training.optim import param_groups
+    from lmforge.engine.optim import param_groups
 
     device = "cuda" if args.cuda else "cpu"
     model = build_model(args).to(device)
@@ -126,9 +126,12 @@ def lmforge_loop(args, log_every: int = 10) -> float:
     import lightning as L
     from lightning.pytorch.callbacks import Callback
 
-    from lmforge.plugins.training import runtime
-    from lmforge.plugins.training.module import LMModule
-    from lmforge.schemas import OPTIMIZERS, SCHEDULERS, LoggerConfig, LossConfig, TrainerConfig
+    from lmforge.engine import trainer as runtime
+    from lmforge.engine.module import LMModule
+    from lmforge.engine.config import LossConfig, TrainerConfig
+    from lmforge.plugins.training.loggers import CSV
+    from lmforge.plugins.training.optimizers import AdamWConfig
+    from lmforge.plugins.training.schedulers import CosineConfig
 
     class Clock(Callback):
         start = end = 0.0
@@ -148,11 +151,14 @@ def lmforge_loop(args, log_every: int = 10) -> float:
         enable_progress_bar=False, precision="bf16-mixed" if args.cuda else "32-true", compile=args.compile,
     )
     model = build_model(args)
-    module = LMModule(model, OPTIMIZERS["adamw"](lr=6e-4), SCHEDULERS["cosine"](warmup_steps=10), LossConfig(), trainer_cfg, args.vocab)
+    module = LMModule(
+        model, vocab_size=args.vocab, optimizer=AdamWConfig(lr=6e-4), scheduler=CosineConfig(warmup_steps=10), loss=LossConfig(),
+        max_steps=trainer_cfg.max_steps, grad_clip=trainer_cfg.gradient_clip_val, nonfinite=trainer_cfg.nonfinite, compile=trainer_cfg.compile,
+    )
     clock = Clock()
     with tempfile.TemporaryDirectory() as tmp:
         callbacks = runtime.callbacks(Path(tmp), trainer_cfg, logging=True) + [clock]
-        trainer = L.Trainer(**runtime.trainer_kwargs(trainer_cfg, model), callbacks=callbacks, logger=runtime.logger(LoggerConfig(name="csv"), Path(tmp)))
+        trainer = L.Trainer(**runtime.trainer_kwargs(trainer_cfg, model), callbacks=callbacks, logger=runtime.loggers(CSV(), Path(tmp)))
         trainer.fit(module, train_dataloaders=loader(args, steps))
     return args.steps * args.batch * args.seq / (clock.end - clock.start)
 

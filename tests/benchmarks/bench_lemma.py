@@ -42,10 +42,12 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from lmforge.corpus import collect, preprocess, read_documents, shard_paths
 from lmforge.plugins.collectors.stdlib import Stdlib, StdlibConfig
 from lmforge.plugins.preprocessors._spacy import load_blank
 from lmforge.plugins.preprocessors.lemma import Lemma
+from lmforge.stages.collect import collect
+from lmforge.stages.preprocess import preprocess
+from lmforge.stages.shards import read_documents, shard_paths
 
 SHARDS = 16  # several per worker, so that two workers finish close together
 

@@ -24,11 +24,12 @@ from pathlib import Path
 
 def child(corpus: Path, work: Path) -> None:
     """Run the three stages on ``corpus``; print the peak RSS in MB and the sizes."""
-    from lmforge.corpus import collect, preprocess
+    from lmforge.stages.collect import collect
+    from lmforge.stages.preprocess import preprocess
     from lmforge.plugins.collectors.books import Books, BooksConfig
     from lmforge.plugins.preprocessors.normalize import Normalize
     from lmforge.plugins.tokenizers.bpe import BPE, BPEConfig
-    from lmforge.tokens import tokenize
+    from lmforge.stages.tokenize import tokenize
 
     raw, clean, toks = work / "collect", work / "preprocess", work / "tokenize"
     for folder in (raw, clean, toks):

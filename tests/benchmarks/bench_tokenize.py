@@ -1,12 +1,12 @@
 """Tokenize-stage rate in MB/s against bare Hugging Face ``tokenizers`` on the same text.
 
 The corpus is the Python standard library (about 12 MB of text, offline), collected with
-``lmforge.corpus.collect`` into Parquet shards in a temporary folder: the same format
+``lmforge.stages.collect.collect`` into Parquet shards in a temporary folder: the same format
 the preprocess stage writes, so these are the shards the tokenize stage reads in a run
 with ``preprocess=none``. One tokenizer is trained on it and saved, then, in the same
 run and alternating, the script times:
 
-- ``stage``: ``lmforge.tokens.tokenize`` with the trained tokenizer.json already in its
+- ``stage``: ``lmforge.stages.tokenize.tokenize`` with the trained tokenizer.json already in its
   output folder, so it only encodes: read each shard, encode every document, append the
   separator, write the ``.bin`` ids and the ``.npz`` index;
 - ``bare``: ``tokenizers.Tokenizer.encode_batch_fast`` (``add_special_tokens=False``) on
@@ -28,10 +28,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from lmforge.corpus import collect, read_documents, shard_paths
 from lmforge.hydra_bridge import component_config
 from lmforge.plugins.collectors.stdlib import Stdlib, StdlibConfig
-from lmforge.tokens import tokenize
+from lmforge.stages.collect import collect
+from lmforge.stages.shards import read_documents, shard_paths
+from lmforge.stages.tokenize import tokenize
 
 
 def build_tokenizer(name: str, vocab_size: int | None, src: Path, folder: Path):
@@ -93,7 +94,7 @@ def main() -> None:
         mb = nbytes / 1e6
         stage, bare = mb / min(stage_s), mb / min(bare_s)
         print(f"tokens: {ntokens} ({nbytes / max(ntokens, 1):.2f} bytes per token)")
-        print(f"stage (lmforge.tokens.tokenize):          {stage:7.2f} MB/s")
+        print(f"stage (lmforge.stages.tokenize):          {stage:7.2f} MB/s")
         print(f"bare  (tokenizers encode_batch_fast):     {bare:7.2f} MB/s")
         print(f"ratio stage/bare: {stage / bare:.3f}  (target >= 0.9; best of {args.repeats}, python {sys.version.split()[0]})")
 

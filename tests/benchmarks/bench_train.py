@@ -52,10 +52,11 @@ def raw_loop(steps: int, cfg, tok_dir: Path) -> float:
     from torch.utils.data import DataLoader
 
     from lmforge.plugins.models.transformer import Transformer
-    from lmforge.plugins.training.data import RandomWindows
-    from lmforge.plugins.training.optim import build_optimizer, lr_lambda
-    from lmforge.schemas import OPTIMIZERS, SCHEDULERS, DataConfig
-    from lmforge.tokens import split_tokens
+    from lmforge.engine.data import RandomWindows
+    from lmforge.engine.optim import build_optimizer, lr_lambda
+    from lmforge.engine.config import DataConfig
+    from lmforge.hydra_bridge import component_config
+    from lmforge.stages.tokenize import split_tokens
     from lmforge.hydra_bridge import structured
 
     data = structured(DataConfig, dict(cfg.data), "data", "data")
@@ -64,8 +65,8 @@ def raw_loop(steps: int, cfg, tok_dir: Path) -> float:
     torch.manual_seed(cfg.seed)
     model_cfg = {k: v for k, v in cfg.model.items() if k != "name"}
     model = Transformer(Transformer.Config(**model_cfg)).build(vocab_size=vocab, max_seq_len=data.seq_len)
-    optimizer = build_optimizer(model, structured(OPTIMIZERS[cfg.optimizer.name], dict(cfg.optimizer), "optimizer", "optimizer"), on_cuda=False)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(structured(SCHEDULERS[cfg.scheduler.name], dict(cfg.scheduler), "scheduler", "scheduler"), steps))
+    optimizer = build_optimizer(model, component_config("optimizer", cfg.optimizer, "optimizer")[1], on_cuda=False)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(component_config("scheduler", cfg.scheduler, "scheduler")[1], steps))
     windows = RandomWindows(train_ids, data.seq_len, steps * data.batch_size, cfg.seed)
     loader = DataLoader(windows, batch_size=data.batch_size, shuffle=False, num_workers=data.num_workers, drop_last=True)
     model.train()

@@ -271,7 +271,8 @@ def test_lmforge_train_on_a_crawled_site(site, tmp_path):
 
 def test_a_crawl_killed_inside_the_stage_runner_resumes_from_its_last_shard(site, tmp_path):
     """The real resume path: collect() writes a shard per page and checkpoints the crawler."""
-    from lmforge.corpus import collect, read_documents, shard_paths
+    from lmforge.stages.collect import collect
+    from lmforge.stages.shards import read_documents, shard_paths
 
     cfg = config(site, "/", concurrency=2)
 

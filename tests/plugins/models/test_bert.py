@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from lmforge.plugins.models.bert import SIZES, Bert, BertConfig
-from lmforge.plugins.training.masking import mask_tokens
+from lmforge.masking import mask_tokens
 from lmforge.testing import ArchitectureContract
 
 V, T = 97, 24

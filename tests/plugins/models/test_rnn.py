@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lmforge.plugins.models.rnn import RNN, SIZES, RNNConfig
-from lmforge.plugins.training.generate import generate
+from lmforge.engine.generate import generate
 from lmforge.testing import ArchitectureContract
 
 V, T = 97, 24

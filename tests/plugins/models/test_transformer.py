@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lmforge.plugins.training.generate import generate
+from lmforge.engine.generate import generate
 from lmforge.plugins.models.transformer import Transformer, TransformerConfig
 
 V, T = 97, 32

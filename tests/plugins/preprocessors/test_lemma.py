@@ -11,7 +11,6 @@ import pytest
 from omegaconf import OmegaConf
 from support import TINY, lmforge
 
-from lmforge import corpus
 from lmforge.contracts import Document
 from lmforge.errors import ConfigError
 from lmforge.plugins.preprocessors import _spacy
@@ -19,6 +18,10 @@ from lmforge.plugins.preprocessors.lemma import Lemma, LemmaConfig
 from lmforge.plugins.preprocessors.normalize import Normalize, NormalizeConfig
 from lmforge.plugins.preprocessors.stem import Stem
 from lmforge.plugins.preprocessors.stopwords import Stopwords
+from lmforge.stages import preprocess as preprocess_stage
+from lmforge.stages.collect import collect
+from lmforge.stages.preprocess import _shard_parts, preprocess
+from lmforge.stages.shards import read_documents, shard_paths, write_shard
 from lmforge.testing import PreprocessorContract
 
 SENTENCE = "The children were running to the geese"
@@ -161,14 +164,14 @@ def test_the_pipeline_runs_the_same_in_two_worker_processes(tmp_path):
 
     for folder in ("src", "one", "two"):
         (tmp_path / folder).mkdir()
-    corpus.collect(Stdlib(StdlibConfig(max_bytes=120_000)), tmp_path / "src", shard_bytes=30_000)
-    assert len(corpus.shard_paths(tmp_path / "src")) >= 2
+    collect(Stdlib(StdlibConfig(max_bytes=120_000)), tmp_path / "src", shard_bytes=30_000)
+    assert len(shard_paths(tmp_path / "src")) >= 2
     steps = [Normalize(NormalizeConfig(lowercase=True)), Lemma()]
-    one = corpus.preprocess(steps, tmp_path / "src", tmp_path / "one", n_workers=1)
-    two = corpus.preprocess(steps, tmp_path / "src", tmp_path / "two", n_workers=2)
+    one = preprocess(steps, tmp_path / "src", tmp_path / "one", n_workers=1)
+    two = preprocess(steps, tmp_path / "src", tmp_path / "two", n_workers=2)
     assert one == {**two, "documents": one["documents"]} and one["steps"] == ["normalize", "lemma"]
-    texts = [[d.text for d in corpus.read_documents([p])] for p in corpus.shard_paths(tmp_path / "one")]
-    assert texts == [[d.text for d in corpus.read_documents([p])] for p in corpus.shard_paths(tmp_path / "two")]
+    texts = [[d.text for d in read_documents([p])] for p in shard_paths(tmp_path / "one")]
+    assert texts == [[d.text for d in read_documents([p])] for p in shard_paths(tmp_path / "two")]
 
 
 def test_two_workers_share_parts_of_shards_and_write_the_same_bytes_as_one(tmp_path, monkeypatch):
@@ -177,16 +180,16 @@ def test_two_workers_share_parts_of_shards_and_write_the_same_bytes_as_one(tmp_p
     docs[7].text = "\ufffd" * 30 + " broken"
     (tmp_path / "src").mkdir()
     for n in range(2):
-        corpus.write_shard(docs[n * 6:(n + 1) * 6], tmp_path / "src" / f"docs-{n:05d}.parquet")
-    monkeypatch.setattr(corpus, "MIN_PART_CHARS", 1000)  # several parts per shard
-    assert all(len(parts) >= 3 for _, parts in corpus._shard_parts([(p, p) for p in corpus.shard_paths(tmp_path / "src")], 3000))
+        write_shard(docs[n * 6:(n + 1) * 6], tmp_path / "src" / f"docs-{n:05d}.parquet")
+    monkeypatch.setattr(preprocess_stage, "MIN_PART_CHARS", 1000)  # several parts per shard
+    assert all(len(parts) >= 3 for _, parts in _shard_parts([(p, p) for p in shard_paths(tmp_path / "src")], 3000))
     steps = [Normalize(NormalizeConfig(lowercase=True)), Lemma()]
     reports = {}
     for workers in (1, 2):
         (tmp_path / str(workers)).mkdir()
-        reports[workers] = corpus.preprocess(steps, tmp_path / "src", tmp_path / str(workers), n_workers=workers)
+        reports[workers] = preprocess(steps, tmp_path / "src", tmp_path / str(workers), n_workers=workers)
     assert reports[1] == reports[2] and reports[1]["counts"] == {"dropped:invalid_utf8": 1}
-    for p in corpus.shard_paths(tmp_path / "1"):
+    for p in shard_paths(tmp_path / "1"):
         assert p.read_bytes() == (tmp_path / "2" / p.name).read_bytes()
 
 

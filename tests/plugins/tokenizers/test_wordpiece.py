@@ -62,7 +62,7 @@ def test_a_missing_unk_is_refused_naming_the_key():
 
 
 def test_lmforge_train_runs_end_to_end_with_sep_between_documents(tmp_path):
-    from lmforge.tokens import load_shards
+    from lmforge.stages.tokenize import load_shards
 
     quick = smoke_run()
     run, cache = tmp_path / "run", tmp_path / "cache"

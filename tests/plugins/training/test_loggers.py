@@ -11,8 +11,16 @@ from omegaconf import OmegaConf
 from support import lmforge, smoke_run
 
 from lmforge import hydra_bridge
-from lmforge.plugins.training.runtime import logger, wandb_mode
-from lmforge.schemas import LOGGERS, LoggerConfig, WandbLoggerConfig
+from lmforge.engine.trainer import loggers
+from lmforge.plugins.training.loggers import CSV, NoLogger, TensorBoard, Wandb, wandb_mode
+from lmforge.plugins.training.loggers import WandbConfig as WandbLoggerConfig
+
+LOGGERS = {"csv": CSV, "none": NoLogger, "tensorboard": TensorBoard, "wandb": Wandb}
+
+
+def logger(name: str, run_dir: Path):
+    """The Lightning loggers a run with ``logger=<name>`` gets; False for none at all."""
+    return loggers(LOGGERS[name](), run_dir) or False
 
 
 @pytest.fixture
@@ -51,13 +59,13 @@ def test_a_wrong_wandb_mode_is_refused():
 
 
 def test_none_logs_nothing_and_csv_writes_into_the_run_dir(tmp_path):
-    assert logger(LoggerConfig(name="none"), tmp_path) is False
-    (csv,) = logger(LoggerConfig(name="csv"), tmp_path)
+    assert logger("none", tmp_path) is False
+    (csv,) = logger("csv", tmp_path)
     assert Path(csv.log_dir) == tmp_path
 
 
 def test_the_tensorboard_logger_writes_events_into_the_run_dir(tmp_path):
-    csv, tensorboard = logger(LoggerConfig(name="tensorboard"), tmp_path)
+    csv, tensorboard = logger("tensorboard", tmp_path)
     tensorboard.log_metrics({"train/loss": 2.5}, step=3)
     tensorboard.finalize("success")
     (events,) = (tmp_path / "tensorboard").glob("events.out.tfevents.*")
@@ -66,7 +74,7 @@ def test_the_tensorboard_logger_writes_events_into_the_run_dir(tmp_path):
 
 def test_the_final_validation_does_not_overwrite_the_training_events(tmp_path):
     """Event files are named by the second: fit's and the final validation's writers must not collide."""
-    _, tensorboard = logger(LoggerConfig(name="tensorboard"), tmp_path)
+    _, tensorboard = logger("tensorboard", tmp_path)
     tensorboard.log_metrics({"train/loss": 2.5}, step=3)
     tensorboard.finalize("success")  # the end of fit
     tensorboard.log_metrics({"val/loss": 2.7}, step=3)  # trainer.validate, within the same second
@@ -77,9 +85,9 @@ def test_the_final_validation_does_not_overwrite_the_training_events(tmp_path):
 
 def test_every_option_has_a_yaml_mirroring_its_schema():
     assert sorted(hydra_bridge.config_options("lmforge.conf")["logger"]) == sorted(LOGGERS)
-    for name, schema in LOGGERS.items():
+    for name, cls in LOGGERS.items():
         yaml = OmegaConf.to_container(OmegaConf.load(hydra_bridge.resources.files("lmforge.conf") / "logger" / f"{name}.yaml"))
-        assert yaml == {**dataclasses.asdict(schema()), "name": name}, name
+        assert yaml == {**dataclasses.asdict(cls.Config()), "name": name}, name
 
 
 def test_every_logger_is_documented():

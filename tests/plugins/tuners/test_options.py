@@ -1,4 +1,4 @@
-"""Each tuner's YAML option mirrors its Config, and the pruner stays out of plain runs."""
+"""Each tuner's YAML option mirrors its Config."""
 
 import dataclasses
 import importlib.resources as resources
@@ -7,7 +7,6 @@ import pytest
 from omegaconf import OmegaConf
 
 from lmforge.loader import load_plugins
-from lmforge.plugins.tuners.pruning import sweep_pruner, train_callbacks
 
 
 @pytest.mark.parametrize("option", ["grid", "random", "bayes", "nevergrad"])
@@ -16,7 +15,3 @@ def test_yaml_option_mirrors_the_config(option):
     entry = load_plugins()[1].get("tuner", option)
     assert node.pop("name") == option == entry.cls.name
     assert node == dataclasses.asdict(entry.cls.Config())
-
-
-def test_the_pruner_adds_nothing_outside_a_sweep(tmp_path):
-    assert sweep_pruner() is None and train_callbacks(tmp_path) is None

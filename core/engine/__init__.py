@@ -1,0 +1,185 @@
+"""The training engine: Lightning around any architecture that meets the contract.
+
+Its entry points are the three functions below; the run wiring (``lmforge.run``), the
+evaluation (``lmforge.evaluate``) and commands that fine-tune or score a finished run
+call them, and nothing outside this package imports its modules.
+
+- ``token_data`` turns token arrays into a data module of ``(inputs, targets)`` batches
+  for a training objective (``causal`` or ``masked``);
+- ``fit`` trains a built model on any such data module (another objective or another
+  data module, such as a fine-tuning task's, plugs in here) and returns what a run
+  records: the final validation metrics, steps, tokens and throughput. It starts from
+  the model's current weights (a fine-tuning run passes a model loaded from its base
+  run), or resumes a checkpoint exactly with ``resume=``;
+- ``validate`` scores a model on a data module's validation side.
+
+Why it lives in ``core/`` and not in ``plugins/``: nothing chooses between engines. Every
+run needs this one, and there is no second implementation a user would pick with
+``engine=...``. What a user does swap is inside it, and each of those is a component
+kind with its hook: the optimizer, the schedule and the logger
+(``lmforge.plugins.training`` holds the built-ins), plus the ``train_callbacks`` hook.
+
+Importing this package is cheap: torch and Lightning are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from lmforge.engine.config import DataConfig, LossConfig, SampleConfig, TrainerConfig
+
+if TYPE_CHECKING:
+    import lightning as L
+    import numpy as np
+    import torch
+
+    from lmforge.contracts import Logger, Optimizer, Scheduler, Tokenizer
+
+__all__ = ["DataConfig", "Fitted", "LossConfig", "SampleConfig", "TrainerConfig", "fit", "plot_curves", "sample", "seed", "token_data", "validate"]
+
+
+@dataclass
+class Fitted:
+    """What ``fit`` returns: the final validation and the run's counts, for its records."""
+
+    metrics: dict[str, float]  # val_loss (nats), val_ppl, val_bpb, val_top1, val_top5, val_precision...
+    steps: int
+    skipped_steps: int
+    tokens: int
+    tokens_per_s: float
+    seconds: float
+    device: str  # where it trained: Lightning hands the module back on the CPU
+    precision: str
+    is_global_zero: bool  # under DDP every rank returns; rank 0 writes the records
+
+
+def seed(value: int) -> None:
+    """Seed Python, NumPy and torch in this process and in data-loader workers."""
+    from lmforge.engine import console
+
+    console.quiet()
+    import lightning as L
+
+    L.seed_everything(value, workers=True)
+
+
+def token_data(
+    train: "np.ndarray",
+    val: "np.ndarray",
+    data: DataConfig,
+    *,
+    objective: str,
+    tokenizer: "Tokenizer",
+    seed: int,
+    max_steps: int,
+    accumulate: int = 1,
+) -> "L.LightningDataModule":
+    """A data module of ``(inputs, targets)`` windows of ``train`` and ``val`` for ``objective``."""
+    from lmforge.engine.data import Objective, TokenDataModule
+
+    target = Objective(objective, tokenizer.vocab_size, tokenizer.special_ids, tokenizer.name)
+    return TokenDataModule(train, val, data, max_steps, accumulate, seed, target)
+
+
+def fit(
+    model: "torch.nn.Module",
+    data: "L.LightningDataModule",
+    *,
+    vocab_size: int,
+    trainer: TrainerConfig,
+    optimizer: "Optimizer",
+    scheduler: "Scheduler",
+    loss: LossConfig,
+    logger: "Logger",
+    run_dir: Path,
+    bytes_per_token: float | None = None,
+    resume: str | None = None,
+    callbacks: Sequence[Any] = (),
+) -> Fitted:
+    """Train ``model`` on ``data`` for ``trainer.max_steps`` optimizer steps, then validate.
+
+    ``data`` yields ``(inputs, targets)`` batches with -100 where nothing is predicted and
+    has ``seq_len`` and ``tokens_per_batch`` (as ``token_data``'s does), for throughput.
+    Checkpoints go to ``run_dir/checkpoints``; ``resume`` is a checkpoint to continue from
+    exactly. A SIGTERM saves ``last.ckpt`` and exits with status 143.
+    """
+    import lightning as L
+
+    from lmforge.engine import checkpointing, console
+    from lmforge.engine import trainer as runtime
+    from lmforge.engine.metrics import Throughput
+    from lmforge.engine.module import LMModule
+
+    console.quiet()
+    module = LMModule(
+        model, vocab_size=vocab_size, optimizer=optimizer, scheduler=scheduler, loss=loss, max_steps=trainer.max_steps,
+        grad_clip=trainer.gradient_clip_val, nonfinite=trainer.nonfinite, compile=trainer.compile, bytes_per_token=bytes_per_token,
+    )
+    throughput = Throughput(data.tokens_per_batch, model.flops_per_token(data.seq_len))
+    loggers = runtime.loggers(logger, run_dir)
+    found = runtime.callbacks(run_dir, trainer, logging=bool(loggers)) + [throughput, *callbacks]
+    pl_trainer = L.Trainer(
+        **runtime.trainer_kwargs(trainer, model), callbacks=found, logger=loggers or False, default_root_dir=run_dir,
+        enable_model_summary=False,  # the run logs the parameter count; Lightning's table adds a FLOPs 0 column
+    )
+    try:
+        pl_trainer.fit(module, datamodule=data, ckpt_path=resume)
+    except checkpointing.SIGTERMException:
+        raise SystemExit(checkpointing.SIGTERM_EXIT) from None  # last.ckpt holds the step it stopped at
+    metrics = pl_trainer.validate(module, datamodule=data, verbose=False)[0]
+    return Fitted(
+        metrics={f"val_{k[4:]}": float(v) for k, v in metrics.items() if k.startswith("val/")},
+        steps=pl_trainer.global_step,
+        skipped_steps=int(module.skipped_steps),
+        tokens=throughput.tokens,
+        tokens_per_s=throughput.tokens_per_second,
+        seconds=throughput.seconds,
+        device=str(pl_trainer.strategy.root_device),
+        precision=str(pl_trainer.precision),
+        is_global_zero=pl_trainer.is_global_zero,
+    )
+
+
+def validate(
+    model: "torch.nn.Module",
+    data: "L.LightningDataModule",
+    *,
+    vocab_size: int,
+    loss: LossConfig | None = None,
+    bytes_per_token: float | None = None,
+    accelerator: str = "auto",
+    precision: str = "auto",
+) -> tuple[dict[str, float], str]:
+    """Score ``model`` on ``data``'s validation side; returns the metrics (``loss``, ``ppl``,
+    ``bpb``, ``top1``...) and the device that scored them."""
+    import lightning as L
+
+    from lmforge.engine import console
+    from lmforge.engine import trainer as runtime
+    from lmforge.engine.module import LMModule
+
+    console.quiet()
+    module = LMModule(model, vocab_size=vocab_size, loss=loss, bytes_per_token=bytes_per_token)
+    pl_trainer = L.Trainer(
+        accelerator=accelerator, devices=1, precision=runtime.precision(precision),
+        logger=False, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+    )
+    metrics = pl_trainer.validate(module, datamodule=data, verbose=False)[0]
+    return {k[4:]: float(v) for k, v in metrics.items() if k.startswith("val/")}, str(pl_trainer.strategy.root_device)
+
+
+def sample(model: "torch.nn.Module", tokenizer: "Tokenizer", prompts: list[str], cfg: SampleConfig, device: str) -> str:
+    """Continue each prompt with ``model`` on ``device``; the texts, one block each."""
+    from lmforge.engine.generate import samples
+
+    return samples(model.to(device), tokenizer, prompts, cfg, device)
+
+
+
+def plot_curves(metrics_csv: Path, out: Path) -> None:
+    """Draw a run's ``metrics.csv`` as ``curves.png``: losses and learning rate against steps."""
+    from lmforge.engine.curves import plot_curves as plot
+
+    plot(metrics_csv, out)

@@ -1,0 +1,200 @@
+"""A finished run as an object: the one way into a run directory.
+
+Every command that uses a trained model (``lmforge eval`` today; generate, chat, serve,
+export, explain and finetune) opens it here and never rebuilds a model or a tokenizer
+on its own::
+
+    run = Run.open("outputs/2026-12-06/09-00-00")   # or a .ckpt file inside a run
+    run.spec                                        # the checked config (lmforge.hydra_bridge.RunSpec)
+    run.tokenizer                                   # loaded from the run's tokenizer.json
+    model = run.model(device="cuda")                # built, loaded, in eval mode
+
+Opening reads only small files and imports no torch; ``model()`` imports it. Every
+problem is one ``RunError`` that names the file and what to do.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+from lmforge.contracts import Document
+from lmforge.errors import ConfigError, LmforgeError
+
+if TYPE_CHECKING:
+    import torch
+
+    from lmforge.contracts import Preprocessor, Tokenizer
+    from lmforge.hydra_bridge import RunSpec
+
+CHECKPOINTS, LAST = "checkpoints", "last.ckpt"
+
+
+class RunError(LmforgeError):
+    """A run directory or checkpoint that cannot be opened; the message names the file and the fix."""
+
+
+@dataclass
+class Checkpoint:
+    """The weights of one checkpoint file, read with ``weights_only=True``."""
+
+    path: Path
+    step: int
+    state_dict: dict[str, Any] = field(repr=False)
+
+
+@dataclass
+class Run:
+    dir: Path
+    spec: "RunSpec"
+    summary: dict | None  # summary.json; None when training did not finish (a pre-empted run)
+    manifest: dict | None  # manifest.json; likewise
+    default_checkpoint: Path  # the checkpoint named when the run was opened, else last.ckpt
+
+    @classmethod
+    def open(cls, path: Path | str) -> Run:
+        """Open a run directory, or a checkpoint file inside one's ``checkpoints/``."""
+        path = Path(path).expanduser().resolve()
+        if not path.exists():
+            raise RunError(f"{path}: no such file or directory; pass a run directory that `lmforge train` wrote (outputs/<date>/<time>)")
+        checkpoint = None
+        if path.is_file():
+            checkpoint, path = path, path.parent.parent if path.parent.name == CHECKPOINTS else path.parent
+        missing = [f for f in ("config.yaml", "tokenizer.json") if not (path / f).is_file()]
+        if missing:
+            raise RunError(
+                f"{path} is not a finished lmforge run directory ({' and '.join(missing)} missing): pass the directory "
+                f"`lmforge train` wrote, outputs/<date>/<time>, or a checkpoint inside its checkpoints/"
+            )
+        manifest = _read_json(path / "manifest.json")
+        spec = _check(path, manifest)
+        return cls(path, spec, _read_json(path / "summary.json"), manifest, checkpoint or path / CHECKPOINTS / LAST)
+
+    @property
+    def name(self) -> str:
+        """The run's place under ``outputs/``: ``<date>/<time>``."""
+        return "/".join(self.dir.parts[-2:])
+
+    @cached_property
+    def tokenizer(self) -> "Tokenizer":
+        tokenizer = self.spec.tokenizer.build()
+        tokenizer.load(self.dir / "tokenizer.json")
+        return tokenizer
+
+    @cached_property
+    def steps(self) -> list["Preprocessor"]:
+        """The run's preprocessing steps, set up, in order."""
+        steps = [s.build() for s in self.spec.steps]
+        for step in steps:
+            step.setup()
+        return steps
+
+    def preprocess(self, texts: Iterable[str], source: str = "input") -> tuple[list[Document], Counter]:
+        """Texts as the run saw its corpus: through its preprocessing steps. Returns the
+        documents kept and the counts of what was dropped, by reason."""
+        docs: Iterable[Document] = [Document(id=f"{source}-{i}", text=t, source=source) for i, t in enumerate(texts)]
+        stats: Counter = Counter()
+        for step in self.steps:
+            docs = step.process(docs, stats)
+        return list(docs), stats
+
+    @property
+    def bytes_per_token(self) -> float | None:
+        """UTF-8 bytes per token of the run's tokenized corpus, as its bits per byte used."""
+        if self.summary and "signature" in self.summary:
+            return self.summary["signature"].get("bytes_per_token")
+        report = ((self.manifest or {}).get("data") or {}).get("tokenize") or {}
+        return report.get("bytes_per_token")
+
+    def checkpoints(self) -> list[Path]:
+        """The run's checkpoint files, newest first."""
+        folder = self.dir / CHECKPOINTS
+        found = [p for p in folder.glob("*.ckpt") if p.is_file()] if folder.is_dir() else []
+        return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+    def checkpoint(self, given: Path | str | None = None) -> Path:
+        """The checkpoint file to use: ``given``, else the one the run was opened with."""
+        path = Path(given).expanduser() if given else self.default_checkpoint
+        if path.is_file():
+            return path
+        others = ", ".join(p.name for p in self.checkpoints()) or "none"
+        raise RunError(
+            f"no checkpoint at {path} (the run's checkpoints: {others}): pass --checkpoint <file.ckpt>, or a run "
+            f"whose training saved one"
+        )
+
+    def read_checkpoint(self, given: Path | str | None = None) -> Checkpoint:
+        """Read a checkpoint's weights; a truncated, corrupt or unsafe file is one ``RunError``."""
+        import pickle
+
+        import torch
+
+        path = self.checkpoint(given)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+            # torch's message advises retrying with weights_only=False, which would run the payload: never pass it on
+            if "Unsupported global" in str(exc):
+                raise RunError(
+                    f"{path} holds Python objects that lmforge does not load (only tensors and plain values are "
+                    f"read, so no code in a checkpoint runs): use a checkpoint that lmforge train wrote{self._others(path)}"
+                ) from None
+            reason = type(exc).__name__ if isinstance(exc, pickle.UnpicklingError) or not str(exc) else str(exc).splitlines()[0]
+            raise RunError(
+                f"{path} is not a readable checkpoint, it is truncated or corrupt ({reason}){self._others(path)}"
+            ) from None
+        if not isinstance(state, dict) or "state_dict" not in state:
+            raise RunError(f"{path} is not an lmforge training checkpoint (no state_dict){self._others(path)}")
+        return Checkpoint(path, int(state.get("global_step", 0)), state["state_dict"])
+
+    def _others(self, bad: Path) -> str:
+        others = [p for p in self.checkpoints() if p.resolve() != bad.resolve()]
+        if not others:
+            return ""
+        return f"; the run's other checkpoints are {', '.join(p.name for p in others)} (--checkpoint {others[0]})"
+
+    def model(self, checkpoint: Checkpoint | Path | str | None = None, device: "str | torch.device" = "cpu") -> "torch.nn.Module":
+        """The run's architecture built at its size and loaded with ``checkpoint``'s weights
+        (default: the run's), in eval mode, on ``device``."""
+        ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else self.read_checkpoint(checkpoint)
+        model = self.spec.model.build().build(vocab_size=self.tokenizer.vocab_size, max_seq_len=self.spec.data.seq_len)
+        prefix = "model."  # the LightningModule's attribute holding the architecture
+        weights = {k[len(prefix):]: v for k, v in ckpt.state_dict.items() if k.startswith(prefix)}
+        try:
+            model.load_state_dict(weights)
+        except RuntimeError as exc:
+            raise RunError(
+                f"{ckpt.path} does not fit the run's model={self.spec.model.name} "
+                f"({str(exc).splitlines()[0]}): was the checkpoint written by another run?"
+            ) from None
+        return model.eval().to(device)
+
+
+def _read_json(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RunError(f"{path} is not readable JSON ({exc}): the run directory is damaged") from None
+
+
+def _check(run_dir: Path, manifest: dict | None) -> "RunSpec":
+    """The run's config.yaml, checked; a component whose plugin is gone names its distribution."""
+    from omegaconf import OmegaConf
+
+    from lmforge.hydra_bridge import check
+
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    try:
+        return check(cfg)
+    except ConfigError as exc:
+        installed = ""
+        if manifest:
+            plugins = ", ".join(f"{d} {v}" for d, v in sorted(manifest.get("plugins", {}).items()) if d != "lmforge")
+            installed = f" The run was trained with these plugin distributions: {plugins}; install the one that provides it." if plugins else ""
+        raise RunError(f"{run_dir / 'config.yaml'}: {exc}{installed}") from None

@@ -1,0 +1,282 @@
+"""The preprocess stage: the pipeline of steps run shard by shard, in worker processes
+when every step allows it.
+
+Output shard i is input shard i processed, so a rerun skips the shards already done.
+The pipeline is an object handed to whoever runs it (this process, or each worker
+process as its argument): no module-level state, so two pipelines never meet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import pickle
+import traceback
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from lmforge.contracts import Document, Preprocessor
+from lmforge.files import atomic_write
+from lmforge.stages.shards import count_documents, read_documents, shard_counts, shard_meta, shard_paths, write_report, write_shard
+
+WORDS_IN, WORDS_OUT = "words:before", "words:after"  # whitespace-separated words, counted per shard
+# Parallel preprocessing hands out parts of shards: about this many per worker over the
+# whole job, so the last parts are small next to the whole and the workers finish
+# together, but none under MIN_PART_CHARS, where handing them out would cost more than
+# the imbalance; at most WINDOW_PER_WORKER per worker wait unwritten in memory.
+PARTS_PER_WORKER = 24
+MIN_PART_CHARS = 64 << 10
+WINDOW_PER_WORKER = 6
+
+
+class Pipeline:
+    """The steps as one function: a run of documents in, the documents kept and the counts out.
+
+    ``setup`` loads the steps' heavy state and runs once in each process that calls the
+    pipeline. Forked workers inherit a pipeline already set up; under spawn or forkserver
+    the steps arrive pickled (without that state) and are set up there.
+    """
+
+    def __init__(self, steps: list[Preprocessor]) -> None:
+        self.steps = steps
+
+    def setup(self) -> None:
+        for step in self.steps:
+            step.setup()
+
+    def __call__(self, docs: Iterable[Document]) -> tuple[list[Document], Counter]:
+        stats: Counter = Counter()
+        stream: Iterable[Document] = _counting_words(docs, stats, WORDS_IN)
+        for step in self.steps:
+            stream = step.process(stream, stats)
+        return list(_counting_words(stream, stats, WORDS_OUT)), stats
+
+
+def _counting_words(docs: Iterable[Document], stats: Counter, key: str) -> Iterator[Document]:
+    for doc in docs:
+        stats[key] += len(doc.text.split())
+        yield doc
+
+
+def preprocess(steps: list[Preprocessor], src: Path, out: Path, n_workers: int = 1, progress: bool = False) -> dict:
+    """Run the pipeline shard by shard from ``src`` into ``out``; returns the report.
+
+    Output shard i is input shard i processed, so a rerun skips the shards already done.
+    """
+    todo = [(p, out / p.name) for p in shard_paths(src) if not (out / p.name).exists()]
+    pipeline = Pipeline(steps)
+    with _shard_progress(progress and bool(todo), len(todo)) as advance:
+        if n_workers > 1 and len(todo) > 1 and all(s.parallel for s in steps):
+            _run_parallel(todo, pipeline, n_workers, advance)
+        elif todo:
+            _run_serial(todo, pipeline, out / "_work" / "steps.pkl", advance)
+    stats: Counter = Counter()
+    for path in shard_paths(out):
+        stats.update(shard_counts(path))
+    words = {"words_before": stats.pop(WORDS_IN, 0), "words_after": stats.pop(WORDS_OUT, 0)}
+    return write_report(out, stats, steps=[s.name for s in steps], documents_in=count_documents(shard_paths(src)), **words)
+
+
+def _run_serial(todo: list[tuple[Path, Path]], pipeline: Pipeline, saved: Path, advance: Callable[[], None]) -> None:
+    """Run the pipeline in this process, shard after shard, saving the corpus-wide step
+    state (``saved``) after each shard and restoring it when a run resumes."""
+    pipeline.setup()
+    if saved.exists():
+        for step, state in zip(pipeline.steps, pickle.loads(saved.read_bytes())):
+            if state is not None:
+                step.restore(state)
+    for src, dst in todo:
+        kept, stats = pipeline(read_documents([src]))
+        write_shard(kept, dst, counts=stats)
+        states = [step.state() for step in pipeline.steps]
+        if any(state is not None for state in states):
+            saved.parent.mkdir(exist_ok=True)
+            atomic_write(saved, pickle.dumps(states))
+        advance()
+
+
+def _shard_parts(todo: list[tuple[Path, Path]], part_chars: int) -> Iterator[tuple[Path, list[list[Document]]]]:
+    """Each shard to do, read and cut into consecutive runs of documents of about
+    ``part_chars`` characters each, so that workers can share even a few shards evenly."""
+    for src, dst in todo:
+        docs = list(read_documents([src]))
+        total = sum(len(d.text) for d in docs)
+        target = total / max(1, round(total / part_chars))
+        parts: list[list[Document]] = [[]]
+        size = 0
+        for doc in docs:
+            if parts[-1] and size >= target * len(parts):
+                parts.append([])
+            parts[-1].append(doc)
+            size += len(doc.text)
+        yield dst, parts
+
+
+def _run_parallel(todo: list[tuple[Path, Path]], pipeline: Pipeline, n_workers: int, advance: Callable[[], None]) -> None:
+    """Run the pipeline over the shards in ``n_workers`` processes, in parts of shards.
+
+    Shards are cut into parts (``PARTS_PER_WORKER`` per worker over the whole job), so
+    the workers finish together even when the shards do not divide evenly among them.
+    This process reads the shards, reassembles each from its parts in order and writes
+    it, so the output is the one a single process makes, shard by shard (for steps
+    that stream document by document, as the spaCy lookup pipeline does, down to the
+    order of the keys of the counts; a step that batches could interleave its counts
+    differently, never changing them). Parts are
+    handed out only while fewer than ``WINDOW_PER_WORKER`` per worker are unwritten (or
+    none is running), which keeps memory flat while a long part holds its shard back.
+    """
+    # Set up once here: a failing setup() raises its own error in this process, and
+    # forked workers inherit the loaded state instead of each loading it again.
+    pipeline.setup()
+    total = sum(_text_bytes(src) for src, _ in todo)  # bytes stand in for characters here
+    part_chars = max(MIN_PART_CHARS, total // (PARTS_PER_WORKER * n_workers))
+    results: dict[Path, list] = {}  # dst -> (kept, counts) of each part of the shard, None until back
+
+    def finish(workers: _Workers) -> None:
+        for (dst, i), result in workers.results():
+            parts = results[dst]
+            parts[i] = result
+            if all(part is not None for part in parts):
+                del results[dst]
+                stats: Counter = Counter()
+                for _, counts in parts:  # in part order, as one pass over the shard counts
+                    stats.update(counts)
+                write_shard([doc for kept, _ in parts for doc in kept], dst, counts=stats)
+                advance()
+
+    with _Workers(pipeline, n_workers, multiprocessing.get_context()) as workers:
+        for dst, parts in _shard_parts(todo, part_chars):
+            results[dst] = [None] * len(parts)
+            for i, part in enumerate(parts):
+                while workers.running and sum(map(len, results.values())) >= WINDOW_PER_WORKER * n_workers:
+                    finish(workers)
+                workers.submit((dst, i), part)
+        while workers.running:
+            finish(workers)
+
+
+def _text_bytes(path: Path) -> int:
+    """The UTF-8 bytes of a shard's text, from its metadata (the file size if it has none)."""
+    sources = shard_meta(path).get("lmforge.sources")
+    return sum(nbytes for _, nbytes in sources.values()) if sources else path.stat().st_size
+
+
+class _Workers:
+    """``n`` worker processes that each run one pipeline over the parts they are sent.
+
+    The pipeline is each process's argument, not part of each task: under fork the
+    workers inherit the parent's set-up steps as they are, with no pickling and no second
+    ``setup``; under spawn or forkserver it is pickled once per worker and set up there.
+    Parts go out on one queue, so a free worker takes the next; each worker answers on
+    its own pipe, beside its process sentinel, so a worker that dies is an error here
+    rather than a wait that never ends.
+    """
+
+    def __init__(self, pipeline: Pipeline, n: int, context: Any) -> None:
+        self.tasks = context.Queue()
+        self.running = 0
+        self.pipes, self.procs = [], []
+        setup = context.get_start_method() != "fork"
+        try:
+            for _ in range(n):
+                reader, writer = context.Pipe(duplex=False)
+                proc = context.Process(target=_work, args=(pipeline, setup, self.tasks, writer), daemon=True)
+                proc.start()
+                writer.close()
+                self.pipes.append(reader)
+                self.procs.append(proc)
+        except BaseException:
+            self._stop()
+            raise
+
+    def __enter__(self) -> _Workers:
+        return self
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if exc is None:
+            for _ in self.procs:
+                self.tasks.put(None)
+            for proc in self.procs:
+                proc.join()
+        else:
+            self._stop()
+
+    def _stop(self) -> None:
+        self.tasks.cancel_join_thread()  # parts nobody will take must not hold this process at exit
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            proc.join()
+
+    def submit(self, key: Any, docs: list[Document]) -> None:
+        self.tasks.put((key, docs))
+        self.running += 1
+
+    def results(self) -> list[tuple[Any, tuple[list[Document], Counter]]]:
+        """Wait for the next results, and return every one that is back: (key, result)."""
+        from multiprocessing.connection import wait
+
+        ready = wait([*self.pipes, *(proc.sentinel for proc in self.procs)])
+        back = []
+        for pipe in self.pipes:
+            if pipe in ready:
+                with contextlib.suppress(EOFError):  # the worker is gone: its sentinel says so below
+                    key, result, error = pipe.recv()
+                    if error is not None:
+                        raise error[0] from _RemoteTraceback(error[1])
+                    back.append((key, result))
+                    self.running -= 1
+        for proc in self.procs:
+            if not back and proc.exitcode is not None:
+                raise RuntimeError(
+                    f"a preprocess worker process exited with code {proc.exitcode} while running the pipeline "
+                    "(killed, or out of memory?): lower preprocess n_workers, or rerun to resume from the shards done"
+                )
+        return back
+
+
+class _RemoteTraceback(Exception):
+    """The traceback of an error raised in a worker process, shown as its cause."""
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+def _work(pipeline: Pipeline, setup: bool, tasks: Any, results: Any) -> None:
+    """A worker process: run ``pipeline`` over each part from ``tasks`` until told to stop."""
+    try:
+        if setup:
+            pipeline.setup()
+    except Exception as exc:
+        results.send((None, None, _portable(exc)))
+        return
+    while (task := tasks.get()) is not None:
+        key, docs = task
+        try:
+            results.send((key, pipeline(docs), None))
+        except Exception as exc:
+            results.send((key, None, _portable(exc)))
+
+
+def _portable(exc: Exception) -> tuple[Exception, str]:
+    """``exc`` and its traceback, as they can travel to the parent process."""
+    text = "".join(traceback.format_exception(exc))
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+    return exc, f'\n"""\n{text}"""'
+
+
+@contextlib.contextmanager
+def _shard_progress(enabled: bool, total: int):
+    """A rich progress bar over shards while preprocessing; silent when disabled."""
+    if not enabled:
+        yield lambda: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress("preprocess", BarColumn(), MofNCompleteColumn(), "shards", TimeElapsedColumn()) as bar:
+        task = bar.add_task("preprocess", total=total)
+        yield lambda: bar.advance(task)

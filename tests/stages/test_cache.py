@@ -1,0 +1,33 @@
+"""The stage cache: keys, atomic publication, locking and resume from complete pieces."""
+
+from __future__ import annotations
+
+import pytest
+
+from lmforge.stages import StageCache, stage_key
+
+
+def test_the_key_follows_config_versions_upstream_and_token():
+    base = stage_key("collect", {"a": 1}, {"lmforge": "1"}, ["up"], "py3.11")
+    assert base == stage_key("collect", {"a": 1}, {"lmforge": "1"}, ["up"], "py3.11")
+    for changed in (
+        stage_key("collect", {"a": 2}, {"lmforge": "1"}, ["up"], "py3.11"),
+        stage_key("collect", {"a": 1}, {"lmforge": "2"}, ["up"], "py3.11"),
+        stage_key("collect", {"a": 1}, {"lmforge": "1"}, ["other"], "py3.11"),
+        stage_key("collect", {"a": 1}, {"lmforge": "1"}, ["up"], "py3.12"),
+        stage_key("tokenize", {"a": 1}, {"lmforge": "1"}, ["up"], "py3.11"),
+    ):
+        assert changed != base
+
+
+def test_a_stage_is_published_only_when_its_body_completes(tmp_path):
+    cache = StageCache(tmp_path)
+    with pytest.raises(RuntimeError):
+        with cache.open("s", "k") as stage:
+            (stage.dir / "piece").write_text("done")
+            raise RuntimeError("crash")
+    assert not cache.path("s", "k").exists()
+    with cache.open("s", "k") as stage:
+        assert not stage.hit and (stage.dir / "piece").read_text() == "done"  # the piece survived
+    with cache.open("s", "k") as stage:
+        assert stage.hit and stage.dir == cache.path("s", "k")
