@@ -64,15 +64,17 @@ def _shipped_options(group: str) -> set[str]:
 
 def train(argv: list[str]) -> int:
     load_plugins()[1].check()  # two plugins claiming one name: refuse before any work
-    if message := _unavailable_choice(argv):
+    if message := _unavailable_choice(argv) or _unwritable_run_dir(argv):
         print(f"lmforge: error: {message}", file=sys.stderr)
         return 2
     import hydra
     from hydra.core.hydra_config import HydraConfig
 
-    from lmforge import hydra_bridge
+    from lmforge import hydra_bridge, rundir
 
     hydra_bridge.install()
+    rundir.register(argv)  # the default hydra.run.dir claims a new folder: ${lmforge.unique_dir:...}
+    rundir.lock_requested(argv)  # a folder another live run holds: refused before Hydra writes into it
 
     @hydra.main(config_path="pkg://lmforge.conf", config_name="train", version_base="1.3")
     def task(cfg) -> float:
@@ -81,12 +83,14 @@ def train(argv: list[str]) -> int:
         runtime = HydraConfig.get().runtime
         run_dir, launch_dir = Path(runtime.output_dir), Path(runtime.cwd)
         try:
-            return run_train(cfg, run_dir, launch_dir)
+            with rundir.locked(run_dir):
+                return run_train(cfg, run_dir, launch_dir)
         except LmforgeError as exc:
             if HydraConfig.get().mode.name == "MULTIRUN":
                 raise  # the sweeper records the failed trial and goes on
             log.error("%s", exc)
-            _remove_if_empty(run_dir, launch_dir)
+            if not isinstance(exc, rundir.RunDirBusy):  # a busy folder is another run's to keep
+                _remove_if_empty(run_dir, launch_dir)
             raise SystemExit(2) from None
 
     multirun = any(a in ("-m", "--multirun") for a in argv)
@@ -97,12 +101,34 @@ def train(argv: list[str]) -> int:
     return 0
 
 
+def _unwritable_run_dir(argv: list[str]) -> str | None:
+    """``hydra.run.dir`` (default ``outputs/``) where no folder can be made, said before Hydra
+    tries and fails with a traceback."""
+    import os
+
+    if any(a in ("-m", "--multirun") for a in argv):
+        return None
+    given = [a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")]
+    if given and "${" in given[-1]:
+        return None  # an interpolation only Hydra resolves
+    target = Path(given[-1] if given else "outputs").expanduser().absolute()
+    existing = next(p for p in (target, *target.parents) if p.exists())
+    shown = f"hydra.run.dir={given[-1]}" if given else "hydra.run.dir (outputs/ under the current folder)"
+    if not existing.is_dir():
+        return f"{shown}: cannot create the run directory, {existing} is a file, not a folder: set hydra.run.dir to a folder you can write"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{shown}: cannot create the run directory, {existing} is not writable (permission denied): set hydra.run.dir to a folder you can write"
+    return None
+
+
 def _remove_if_empty(run_dir: Path, launch_dir: Path) -> None:
     """A run refused before any work leaves no run directory behind: only Hydra's files are in
     it. Parents it leaves empty (``outputs/<date>``) go too, up to the launch directory."""
     import shutil
 
-    if not run_dir.is_dir() or not {p.name for p in run_dir.iterdir()} <= {".hydra", "train.log"}:
+    from lmforge.rundir import LOCK
+
+    if not run_dir.is_dir() or not {p.name for p in run_dir.iterdir()} <= {".hydra", "train.log", LOCK}:
         return
     shutil.rmtree(run_dir, ignore_errors=True)
     for parent in run_dir.parents:

@@ -130,14 +130,20 @@ class Preprocessor(Component):
       run of consecutive documents of one shard) and yields those it keeps, possibly
       changed. A dropped document is not yielded; count it in ``stats`` with
       its reason, as ``stats["dropped:too_short"] += 1``.
+    - ``drop_reasons`` maps each drop reason to the config option that decides it, as
+      ``{"too_short": "min_words"}``, so that a run that drops every document can name
+      the key to change (``preprocess.steps[1].min_words``). Reasons no option controls
+      (broken input) are left out.
     - A step that must see every document in one process (corpus-wide deduplication)
       sets ``parallel = False``; it then runs in the main process, shard after shard.
       Such a step returns its corpus-wide state from ``state()``; the runner saves it
-      after each shard and hands it to ``restore`` when an interrupted run resumes.
+      after each shard, as JSON with any arrays in an ``.npz`` file (never a pickle: the
+      cache may be shared), and hands it to ``restore`` when an interrupted run resumes.
     """
 
     kind = "preprocess"
     parallel: ClassVar[bool] = True
+    drop_reasons: ClassVar[dict[str, str]] = {}
 
     def setup(self) -> None:
         """Load heavy state. Called once per process, after unpickling."""
@@ -146,11 +152,21 @@ class Preprocessor(Component):
         raise NotImplementedError
 
     def state(self) -> Any:
-        """Picklable corpus-wide state to carry across an interruption, or None."""
+        """Corpus-wide state to carry across an interruption, or None.
+
+        JSON data (numbers, strings, lists, dicts with string keys; bytes as hex or base64),
+        whose values may also be numpy arrays of numbers for anything large: they are saved
+        in an ``.npz`` file beside the JSON and read back with ``allow_pickle=False``.
+        """
         return None
 
     def restore(self, state: Any) -> None:
-        """Take back what ``state`` returned, after ``setup``, when a run resumes."""
+        """Take back what ``state`` returned, after ``setup``, when a run resumes.
+
+        ``state`` comes back as JSON gives it (tuples as lists) with its arrays in place.
+        Raise ``ValueError`` for a state this step cannot use: the runner then tells the
+        user to rebuild the stage.
+        """
 
 
 class Tokenizer(Component):
@@ -230,15 +246,35 @@ class Architecture(Component):
       per token, for throughput and MFU.
     - ``supports_cache: bool`` and, when true, ``init_cache(batch_size, max_len)``
       returning a cache object with ``pos`` (positions filled so far) and ``max_len``.
+    - optionally ``supports_padding: bool`` (absent means False). When true, ``forward``
+      also takes ``key_mask`` and ``positions``, so that prompts of different lengths
+      decode as one left-padded batch: ``key_mask`` (B, S) bool, S the cached plus new
+      positions, is False at padding, which no real token may attend to; ``positions``
+      (B, T) long is each new token's position counted from its row's first real token
+      (padding gets 0). The logits of a row's real tokens must equal those of the row
+      decoded alone. Without it, generation decodes rows of different lengths apart.
 
     Distributed training goes through Lightning strategies, so the module must be a
     plain ``nn.Module`` with no process-group logic of its own.
+
+    Optional: ``export_hf(model, out_dir)``, used by ``lmforge export --format hf`` before
+    lmforge's own mappings (``transformer`` to Llama or GPT-2, ``bert`` to BERT). It writes
+    a stock ``transformers`` model into ``out_dir``: ``config.json`` naming a class that
+    ships with ``transformers`` (no ``auto_map``, no remote code) and its weights as
+    ``model.safetensors``. lmforge then adds the token ids to ``config.json`` where unset,
+    the tokenizer files, ``generation_config.json`` and the model card. The default raises
+    ``NotImplementedError``, and ``lmforge export`` then offers ``--format safetensors``.
     """
 
     kind = "model"
     objective: ClassVar[str] = "causal"
 
     def build(self, vocab_size: int, max_seq_len: int) -> "torch.nn.Module":
+        raise NotImplementedError
+
+    def export_hf(self, model: "torch.nn.Module", out_dir: Path) -> None:
+        """Write ``model`` (from ``build``, with its trained weights, in eval mode) into the
+        existing folder ``out_dir`` as a stock ``transformers`` model."""
         raise NotImplementedError
 
 
@@ -326,10 +362,10 @@ class OptimizerConfig:
     weight_decay: float = 0.1  # on matrices only: norms, biases and embeddings are spared
 
     def __post_init__(self) -> None:
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not self.lr > 0:
+            raise ValueError(f"lr={self.lr}: must be above 0; e.g. lr=3e-4")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay={self.weight_decay}: must be 0 or more; e.g. weight_decay=0.1")
 
 
 class Optimizer(Component):
@@ -358,7 +394,7 @@ class SchedulerConfig:
 
     def __post_init__(self) -> None:
         if self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+            raise ValueError(f"warmup_steps={self.warmup_steps}: must be 0 (no warm-up) or more; e.g. warmup_steps=100")
 
 
 class Scheduler(Component):

@@ -6,14 +6,17 @@ old file or the new one, never half of one, and the rename survives a power cut.
 ``atomic_path`` does the same for a writer that needs a path rather than an open file
 (an SQLite database).
 ``append_line`` adds one whole line to a log-like file (sweep records, pruning values)
-and fsyncs it.
+and fsyncs it. ``remove_stale_temps`` clears the temporary files of writers that died
+mid-write; ``write_fault`` turns a failed write into a message naming the key to change.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator, Union
 
@@ -23,6 +26,51 @@ Payload = Union[bytes, str, Callable[[BinaryIO], None]]
 def temp_name(path: Path) -> Path:
     """The temporary file ``atomic_write`` uses for ``path`` in this process."""
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temps(folder: Path | str) -> list[Path]:
+    """Remove the ``temp_name`` files in ``folder`` whose writing process is gone; returns them.
+
+    A process killed mid-write (kill -9, a lost node) leaves its temporary file, as large
+    as what it was writing; a live writer's file is left alone.
+    """
+    removed = []
+    for path in Path(folder).glob(".*.tmp-*"):
+        match = re.fullmatch(r"\..+\.tmp-(\d+)", path.name)
+        if match and int(match[1]) != os.getpid() and not _alive(int(match[1])):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+# a write that fails for one of these is the user's to fix: a folder, not a bug
+WRITE_FAULTS = {
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "read-only file system",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EEXIST: "a file is in the way of a folder",
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+}
+
+
+def write_fault(exc: BaseException, key: str) -> str | None:
+    """``exc`` as one line naming the path and the config ``key`` that chose it, when it is
+    a folder that cannot be written (permissions, a read-only or full disk); else None."""
+    if not isinstance(exc, OSError) or exc.errno not in WRITE_FAULTS:
+        return None
+    return f"cannot write {exc.filename or 'to it'} ({WRITE_FAULTS[exc.errno]}): set {key} to a folder you can write"
 
 
 def fsync_dir(folder: Path) -> None:

@@ -5,8 +5,12 @@
 - lmforge's top-level ``experiments/`` package serves the ``experiment`` group.
 - A registered component that ships no YAML option still becomes one: its ``Config``
   defaults are stored in Hydra's ConfigStore under its name.
+- Plugins' Hydra plugins (lmforge's own sweeper among them) come in through the
+  ``register_hydra_plugins`` hook.
 - ``component_config`` checks a composed node against the component's typed schema, so
-  a wrong key or type fails before any work starts, naming the key.
+  a wrong key or type fails before any work starts, naming the key; ``check`` does it
+  for the whole run config and returns a ``RunSpec``, what the run wiring and every
+  command that opens a run read instead of the raw config.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ def config_options(package: str) -> dict[str, list[str]]:
 
 
 def install() -> None:
-    """Register lmforge's search path and config sources with Hydra. Idempotent."""
+    """Register lmforge's search path, config sources and the plugins' Hydra plugins. Idempotent."""
     from hydra.core.config_store import ConfigStore
     from hydra.core.plugins import Plugins
     from hydra.plugins.search_path_plugin import SearchPathPlugin
@@ -131,7 +135,12 @@ def structured(schema: type, values: dict, key: str, what: str) -> Any:
         reason = str(exc).splitlines()[0]
         raise ConfigError(f"{bad}: {reason}. The options of {what} are: {options}.") from None
     except (ValueError, TypeError) as exc:  # raised by the schema's own __post_init__ checks
-        raise ConfigError(f"{key}: {exc}") from None
+        import re
+
+        # a check names its field bare (n_layer=0: ...); the user wrote it under its key (model.n_layer=0)
+        names = "|".join(re.escape(f.name) for f in dataclasses.fields(schema))
+        message = re.sub(rf"(?<![\w.\[])(?=(?:{names})(?:\.\w+|\[\d+\])*=)", f"{key}.", str(exc)) if names else str(exc)
+        raise ConfigError(message if message.startswith(f"{key}.") else f"{key}: {message}") from None
 
 
 @dataclass
@@ -187,11 +196,12 @@ class RunSpec:
     trainer: TrainerConfig
     loss: LossConfig
     sample: SampleConfig
+    resume_fallback: bool = False  # resume= a corrupt checkpoint: take the run's newest intact one
 
     def record(self) -> dict:
         """The config as checked, defaults filled in: what ``config.yaml`` records."""
         chosen = ("collector", "tokenizer", "model", "optimizer", "scheduler", "logger")
-        found: dict[str, Any] = {"seed": self.seed, "cache_dir": self.cache_dir, "resume": self.resume}
+        found: dict[str, Any] = {"seed": self.seed, "cache_dir": self.cache_dir, "resume": self.resume, "resume_fallback": self.resume_fallback}
         found.update({group: getattr(self, group).record() for group in chosen})
         found["tuner"] = self.tuner.record() if self.tuner else None
         found["preprocess"] = {"steps": [s.record() for s in self.steps], "n_workers": self.preprocess.n_workers}
@@ -201,7 +211,7 @@ class RunSpec:
 
 def check(cfg: DictConfig) -> RunSpec:
     """Check the whole run config against its schemas before any work starts."""
-    known = {"seed", "cache_dir", "resume", "preprocess", *KINDS, *ENGINE_GROUPS}
+    known = {"seed", "cache_dir", "resume", "resume_fallback", "preprocess", *KINDS, *ENGINE_GROUPS}
     if unknown := sorted(set(cfg) - known):
         raise ConfigError(f"unknown top-level key(s) {', '.join(unknown)}: the run config has {', '.join(sorted(known & set(cfg)))}")
     chosen = {
@@ -213,9 +223,16 @@ def check(cfg: DictConfig) -> RunSpec:
         group: structured(schema, OmegaConf.to_container(cfg[group], resolve=True) if group in cfg else {}, group, group)
         for group, schema in {"preprocess": PreprocessConfig, **ENGINE_GROUPS}.items()
     }
+    if (workers := groups["preprocess"].n_workers) < 1:
+        raise ConfigError(f"preprocess.n_workers={workers}: must be at least 1; e.g. preprocess.n_workers=4")
     seed = cfg.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ConfigError(f"seed={seed!r}: the seed must be an integer, such as seed=1337")
+        raise ConfigError(f"seed={seed}: must be an integer; e.g. seed=1337")
+    if not cfg.get("cache_dir"):
+        raise ConfigError(f"cache_dir={cfg.get('cache_dir')}: must be a directory path; e.g. cache_dir=~/.cache/lmforge")
+    resume_fallback = cfg.get("resume_fallback", False)
+    if not isinstance(resume_fallback, bool):
+        raise ConfigError(f"resume_fallback={resume_fallback}: must be true or false")
     steps = [
         Selected(*component_config("preprocess", step, f"preprocess.steps[{i}]"))
         for i, step in enumerate(groups["preprocess"].steps)
@@ -223,5 +240,6 @@ def check(cfg: DictConfig) -> RunSpec:
     # read by the sweeper; checked here so a typo fails at once
     tuner = Selected(*component_config("tuner", cfg.tuner, "tuner")) if cfg.get("tuner") is not None else None
     return RunSpec(
-        seed=seed, cache_dir=str(cfg.get("cache_dir")), resume=cfg.get("resume"), steps=steps, tuner=tuner, **chosen, **groups
+        seed=seed, cache_dir=str(cfg.get("cache_dir")), resume=cfg.get("resume"), steps=steps, tuner=tuner, **chosen, **groups,
+        resume_fallback=resume_fallback,
     )

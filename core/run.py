@@ -3,8 +3,8 @@
 check -> collect -> preprocess -> tokenize -> build -> fit -> write records, one
 function each, in that order. Each data stage is cached (``lmforge.stages``) and returns
 its directory, key and report; the training goes through the engine's entry point
-(``lmforge.engine.fit``). ``train``
-returns the final validation loss so that sweeps can optimise it.
+(``lmforge.engine.fit``). ``train`` returns the final validation loss so that sweeps
+can optimise it. What ``resume=`` must satisfy is checked first (``lmforge.resume``).
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from lmforge import __version__, engine
 from lmforge.errors import ConfigError, DataError
-from lmforge.files import atomic_write, atomic_write_json
+from lmforge.files import atomic_write, atomic_write_json, write_fault
 from lmforge.hydra_bridge import RunSpec, Selected, check
 from lmforge.loader import load_plugins
 from lmforge.manifest import manifest
+from lmforge.resume import resume_checkpoint
+from lmforge.stages.interrupt import data_stage
 
 log = logging.getLogger("lmforge")
 
@@ -49,38 +51,39 @@ class Built:
 
 def train(cfg: DictConfig, run_dir: Path, launch_dir: Path) -> float:
     spec = check(cfg)  # every key and type, before any work
-    resume = _resume_path(spec.resume)
+    resume = resume_checkpoint(spec)  # the checkpoint reads, fits the config and has steps left, before any stage
     engine.seed(spec.seed)
-    atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(spec.record())))
+    _write(run_dir, "config.yaml", OmegaConf.to_yaml(OmegaConf.create(spec.record())))
     from lmforge.stages.cache import StageCache
 
     cache = StageCache(spec.cache_dir)
-    collected = collect(spec, cache, run_dir)
-    preprocessed = preprocess(spec, cache, collected)
-    tokenized, tokenizer = tokenize(spec, cache, preprocessed, run_dir)
+    with data_stage("collect", spec.cache_dir):
+        collected = collect(spec, cache, run_dir)
+    with data_stage("preprocess", spec.cache_dir):
+        preprocessed = preprocess(spec, cache, collected)
+    with data_stage("tokenize", spec.cache_dir):
+        tokenized, tokenizer = tokenize(spec, cache, preprocessed, run_dir)
+    stages = {"collect": collected, "preprocess": preprocessed, "tokenize": tokenized}
     built = build(spec, tokenizer, tokenized)
+    # a run stopped before its records (SIGTERM, Ctrl-C) still names its data: lmforge eval scores its splits
+    atomic_write_json(run_dir / "manifest.json", run_manifest(spec, built, stages, launch_dir, complete=False))
     fitted = fit(spec, built, tokenizer, run_dir, resume)
     if fitted.is_global_zero:  # under DDP every rank trained and validated; rank 0 writes the records
-        stages = {"collect": collected, "preprocess": preprocessed, "tokenize": tokenized}
         write_records(spec, built, fitted, stages, tokenizer, run_dir, launch_dir)
     return fitted.metrics["val_loss"]
 
 
+def _write(run_dir: Path, name: str, text: str) -> None:
+    try:
+        atomic_write(run_dir / name, text)
+    except OSError as exc:
+        if message := write_fault(exc, "hydra.run.dir"):
+            raise ConfigError(f"the run directory {run_dir}: {message}") from None
+        raise
+
+
 def _versions(*selected: Selected) -> dict[str, str]:
     return {"lmforge": __version__, **{s.provenance.distribution: s.provenance.version for s in selected}}
-
-
-def _resume_path(resume: str | None) -> str | None:
-    if not resume:
-        return None
-    path = Path(resume).expanduser()
-    ckpt = path / "checkpoints" / "last.ckpt" if path.is_dir() else path
-    if not ckpt.is_file():
-        raise ConfigError(
-            f"resume={resume}: no checkpoint at {ckpt}; pass a run directory holding checkpoints/last.ckpt "
-            f"or a .ckpt file"
-        )
-    return str(ckpt)
 
 
 def collect(spec: RunSpec, cache, run_dir: Path) -> Done:
@@ -93,11 +96,15 @@ def collect(spec: RunSpec, cache, run_dir: Path) -> Done:
     key = stage_key("collect", config, _versions(spec.collector), [], collector.cache_token())
     with cache.open("collect", key) as stage:
         report = stage.report() if stage.hit else run_collect(collector, stage.dir, progress=sys.stderr.isatty())
+    if report.get("skipped_files"):  # the skipped inputs, by name, go beside the report
+        shutil.copyfile(cache.path("collect", key) / report["skipped_files"], run_dir / "collection_skipped.jsonl")
+        report = {**report, "skipped_files": "collection_skipped.jsonl"}
     atomic_write_json(run_dir / "collection_report.json", report)
     if report["documents"] == 0:
         keys = ", ".join(f"collector.{k}" for k in vars(spec.collector.config)) or "the collector option"
         skipped = report["counts"] or "none"
-        raise DataError(f"collector={collector.name} produced no documents (skipped: {skipped}): check {keys}")
+        named = f"; each file and its reason in {run_dir / report['skipped_files']}" if report.get("skipped_files") else ""
+        raise DataError(f"collector={collector.name} produced no documents (skipped: {skipped}{named}): check {keys}")
     return Done(cache.path("collect", key), key, report)
 
 
@@ -117,8 +124,16 @@ def preprocess(spec: RunSpec, cache, collected: Done) -> Done:
         else:
             report = run_preprocess(steps, collected.dir, stage.dir, spec.preprocess.n_workers, sys.stderr.isatty())
     if report["documents"] == 0:
-        dropped = report["counts"]
-        raise DataError(f"preprocessing dropped every document ({dropped}): loosen the preprocess.steps options")
+        dropped = {k[len("dropped:"):]: n for k, n in report["counts"].items() if k.startswith("dropped:")}
+        hint = "loosen the preprocess.steps options"
+        for reason in sorted(dropped, key=dropped.get, reverse=True)[:1]:  # the threshold that dropped the most
+            for i, step in enumerate(steps):
+                if option := getattr(step, "drop_reasons", {}).get(reason):
+                    value = getattr(step.config, option, None)
+                    hint = (f"most were dropped as {reason} ({dropped[reason]:,}) by step {i} ({step.name}): loosen "
+                            f"preprocess.steps[{i}].{option} (now {value}), e.g. preprocess.steps.{i}.{option}=..., or null for off")
+                    break
+        raise DataError(f"preprocessing dropped every document ({report['counts']}): {hint}")
     return Done(cache.path("preprocess", key), key, report)
 
 
@@ -193,6 +208,18 @@ def sample_prompts(spec: RunSpec, tokenizer, val_ids, n: int = 3, words: int = 4
     return prompts
 
 
+def run_manifest(spec: RunSpec, built: Built, stages: dict[str, Done], launch_dir: Path, complete: bool) -> dict:
+    """manifest.json: the stage keys, data reports, components and versions. ``complete`` is
+    false while training runs, for a run that is stopped before its records."""
+    data = {name: done.report for name, done in stages.items()} | {k: built.sizes[k] for k in ("train_tokens", "val_tokens")}
+    keys = {name: done.key for name, done in stages.items()}
+    chosen = ("collector", "tokenizer", "model", "optimizer", "scheduler", "logger")
+    components = {group: getattr(spec, group).name for group in chosen}
+    components["preprocess"] = [s.name for s in spec.steps]
+    record = manifest(seed=spec.seed, stages=keys, data=data, launch_dir=launch_dir, components=components)
+    return {**record, "complete": complete}
+
+
 def write_records(
     spec: RunSpec, built: Built, fitted: engine.Fitted, stages: dict[str, Done], tokenizer, run_dir: Path,
     launch_dir: Path,
@@ -218,13 +245,7 @@ def write_records(
         "precision": fitted.precision,
     }
     atomic_write_json(run_dir / "summary.json", summary)
-    data = {name: done.report for name, done in stages.items()} | {k: sizes[k] for k in ("train_tokens", "val_tokens")}
-    keys = {name: done.key for name, done in stages.items()}
-    chosen = ("collector", "tokenizer", "model", "optimizer", "scheduler", "logger")
-    components = {group: getattr(spec, group).name for group in chosen}
-    components["preprocess"] = [s.name for s in spec.steps]
-    record = manifest(seed=spec.seed, stages=keys, data=data, launch_dir=launch_dir, components=components)
-    atomic_write_json(run_dir / "manifest.json", record)
+    atomic_write_json(run_dir / "manifest.json", run_manifest(spec, built, stages, launch_dir, complete=True))
     if (run_dir / "metrics.csv").is_file():
         engine.plot_curves(run_dir / "metrics.csv", run_dir / "curves.png")
     log.info(

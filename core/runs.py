@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from lmforge.contracts import Document
 from lmforge.errors import ConfigError, LmforgeError
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from lmforge.hydra_bridge import RunSpec
 
 CHECKPOINTS, LAST = "checkpoints", "last.ckpt"
+EXPORT_CONFIG, EXPORT_WEIGHTS = "lmforge.json", "model.safetensors"  # a folder from `lmforge export --format safetensors`
 
 
 class RunError(LmforgeError):
@@ -52,15 +53,18 @@ class Run:
     dir: Path
     spec: "RunSpec"
     summary: dict | None  # summary.json; None when training did not finish (a pre-empted run)
-    manifest: dict | None  # manifest.json; likewise
+    manifest: dict | None  # manifest.json: written once the data stages are done, ``complete`` once training is
     default_checkpoint: Path  # the checkpoint named when the run was opened, else last.ckpt
 
     @classmethod
     def open(cls, path: Path | str) -> Run:
-        """Open a run directory, or a checkpoint file inside one's ``checkpoints/``."""
+        """Open a run directory, or a checkpoint file inside one's ``checkpoints/``, or a
+        folder that ``lmforge export --format safetensors`` wrote."""
         path = Path(path).expanduser().resolve()
         if not path.exists():
             raise RunError(f"{path}: no such file or directory; pass a run directory that `lmforge train` wrote (outputs/<date>/<time>)")
+        if (exported := path if path.is_dir() else path.parent).joinpath(EXPORT_CONFIG).is_file():
+            return cls._open_export(exported)
         checkpoint = None
         if path.is_file():
             checkpoint, path = path, path.parent.parent if path.parent.name == CHECKPOINTS else path.parent
@@ -73,6 +77,24 @@ class Run:
         manifest = _read_json(path / "manifest.json")
         spec = _check(path, manifest)
         return cls(path, spec, _read_json(path / "summary.json"), manifest, checkpoint or path / CHECKPOINTS / LAST)
+
+    @classmethod
+    def _open_export(cls, folder: Path) -> Run:
+        """An exported folder: ``lmforge.json`` holds the run's checked config, summary and manifest."""
+        from omegaconf import OmegaConf
+
+        from lmforge.hydra_bridge import check
+
+        data = _read_json(folder / EXPORT_CONFIG)
+        if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
+            raise RunError(f"{folder / EXPORT_CONFIG} holds no run config: export the run again with lmforge export --format safetensors")
+        if not (folder / "tokenizer.json").is_file():
+            raise RunError(f"{folder} has {EXPORT_CONFIG} but no tokenizer.json: export the run again with lmforge export --format safetensors")
+        try:
+            spec = check(OmegaConf.create(data["config"]))
+        except ConfigError as exc:
+            raise RunError(f"{folder / EXPORT_CONFIG}: {exc} (exported from a run trained with lmforge {data.get('lmforge')}; install the plugin that provides it)") from None
+        return cls(folder, spec, data.get("summary"), data.get("manifest"), folder / EXPORT_WEIGHTS)
 
     @property
     def name(self) -> str:
@@ -127,35 +149,38 @@ class Run:
             f"whose training saved one"
         )
 
-    def read_checkpoint(self, given: Path | str | None = None) -> Checkpoint:
-        """Read a checkpoint's weights; a truncated, corrupt or unsafe file is one ``RunError``."""
-        import pickle
+    def read_checkpoint(self, given: Path | str | None = None, *, use: "Callable[[Path], str] | None" = None) -> Checkpoint:
+        """Read a checkpoint's weights; a truncated, corrupt or unsafe file is one ``RunError``.
 
-        import torch
-
+        The error names the run's newest intact checkpoint and the command that uses it:
+        ``use(path)`` (default: ``lmforge eval <run> --checkpoint <path>``).
+        """
         path = self.checkpoint(given)
+        use = use or (lambda p: f"lmforge eval {self.dir} --checkpoint {p}")
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
-            # torch's message advises retrying with weights_only=False, which would run the payload: never pass it on
-            if "Unsupported global" in str(exc):
-                raise RunError(
-                    f"{path} holds Python objects that lmforge does not load (only tensors and plain values are "
-                    f"read, so no code in a checkpoint runs): use a checkpoint that lmforge train wrote{self._others(path)}"
-                ) from None
-            reason = type(exc).__name__ if isinstance(exc, pickle.UnpicklingError) or not str(exc) else str(exc).splitlines()[0]
-            raise RunError(
-                f"{path} is not a readable checkpoint, it is truncated or corrupt ({reason}){self._others(path)}"
-            ) from None
-        if not isinstance(state, dict) or "state_dict" not in state:
-            raise RunError(f"{path} is not an lmforge training checkpoint (no state_dict){self._others(path)}")
+            state = _load(path)
+        except _Unreadable as exc:
+            raise RunError(f"{path} {exc}{self._intact_hint(path, use)}") from None
         return Checkpoint(path, int(state.get("global_step", 0)), state["state_dict"])
 
-    def _others(self, bad: Path) -> str:
-        others = [p for p in self.checkpoints() if p.resolve() != bad.resolve()]
-        if not others:
-            return ""
-        return f"; the run's other checkpoints are {', '.join(p.name for p in others)} (--checkpoint {others[0]})"
+    def intact_checkpoint(self, besides: Path) -> Checkpoint | None:
+        """The run's newest checkpoint other than ``besides`` that reads, else None."""
+        for path in self.checkpoints():
+            if path.resolve() == besides.resolve():
+                continue
+            try:
+                state = _load(path)
+            except _Unreadable:
+                continue
+            return Checkpoint(path, int(state.get("global_step", 0)), state["state_dict"])
+        return None
+
+    def _intact_hint(self, bad: Path, use: "Callable[[Path], str]") -> str:
+        intact = self.intact_checkpoint(bad)
+        if intact is None:
+            others = ", ".join(p.name for p in self.checkpoints() if p.resolve() != bad.resolve())
+            return f"; the run has no other intact checkpoint{f' (unreadable too: {others})' if others else ''}"
+        return f"; the run's newest intact checkpoint is {intact.path.name} (step {intact.step}): {use(intact.path)}"
 
     def model(self, checkpoint: Checkpoint | Path | str | None = None, device: "str | torch.device" = "cpu") -> "torch.nn.Module":
         """The run's architecture built at its size and loaded with ``checkpoint``'s weights
@@ -172,6 +197,56 @@ class Run:
                 f"({str(exc).splitlines()[0]}): was the checkpoint written by another run?"
             ) from None
         return model.eval().to(device)
+
+
+class _Unreadable(Exception):
+    """A checkpoint file that does not load; the message says why, after the file's name."""
+
+
+def read_state(path: Path | str, map_location: Any = "cpu") -> dict:
+    """A checkpoint file's whole state, read with ``weights_only=True``; a corrupt or unsafe
+    file is one ``RunError`` naming it. What Lightning loads on ``resume=`` goes through here."""
+    try:
+        return _load(Path(path), map_location)
+    except _Unreadable as exc:
+        raise RunError(f"{path} {exc}") from None
+
+
+def _load(path: Path, map_location: Any = "cpu") -> dict:
+    """A checkpoint read with ``weights_only=True``: tensors and plain values, never code."""
+    if path.suffix == ".safetensors":
+        return _load_safetensors(path)
+    import pickle
+
+    import torch
+
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+        # torch's message advises retrying with weights_only=False, which would run the payload: never pass it on
+        if "global" in str(exc).lower():  # torch names the blocked class or function: "Unsupported global: GLOBAL x.y"
+            raise _Unreadable(
+                "holds Python objects that lmforge does not load (only tensors and plain values are read, so no code "
+                "in a checkpoint runs): use a checkpoint that lmforge train wrote"
+            ) from None
+        reason = type(exc).__name__ if isinstance(exc, pickle.UnpicklingError) or not str(exc) else str(exc).splitlines()[0]
+        raise _Unreadable(f"is not a readable checkpoint, it is truncated or corrupt ({reason})") from None
+    if not isinstance(state, dict) or "state_dict" not in state:
+        raise _Unreadable("is not an lmforge training checkpoint (no state_dict)")
+    return state
+
+
+def _load_safetensors(path: Path) -> dict:
+    """An exported folder's weights as a checkpoint's state: ``model.``-prefixed, with the step."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            step = int((f.metadata() or {}).get("step", 0))
+            weights = {f"model.{k}": f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise _Unreadable(f"is not a readable safetensors file, it is truncated or corrupt ({str(exc).splitlines()[0]})") from None
+    return {"state_dict": weights, "global_step": step}
 
 
 def _read_json(path: Path) -> dict | None:

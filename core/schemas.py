@@ -8,8 +8,7 @@ with their own ``Config`` in ``lmforge.plugins.training``; ``PreprocessConfig`` 
 
 from __future__ import annotations
 
-import importlib
-import warnings
+from lmforge._moved import forward
 
 _MOVED = {
     "DataConfig": "lmforge.engine.config",
@@ -29,10 +28,4 @@ _MOVED = {
     "WandbLoggerConfig": "lmforge.plugins.training.loggers:WandbConfig",
 }
 
-
-def __getattr__(name: str):
-    if name not in _MOVED:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module, _, attr = _MOVED[name].partition(":")
-    warnings.warn(f"lmforge.schemas.{name} moved to {module}.{attr or name}", DeprecationWarning, stacklevel=2)
-    return getattr(importlib.import_module(module), attr or name)
+__getattr__ = forward(__name__, _MOVED)

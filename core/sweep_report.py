@@ -7,15 +7,8 @@ forwards by name, when used: the core imports no plugin.
 
 from __future__ import annotations
 
-import importlib
-import warnings
+from lmforge._moved import forward
 
-MOVED_TO = "lmforge.plugins.sweep.report"
-
-
-def __getattr__(name: str):
-    report = importlib.import_module(MOVED_TO)
-    if not hasattr(report, name):
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn(f"lmforge.sweep_report.{name} moved to {MOVED_TO}.{name}", DeprecationWarning, stacklevel=2)
-    return getattr(report, name)
+__getattr__ = forward(
+    __name__, dict.fromkeys(["SweepResultsCallback", "report", "write_report", "RESULTS", "BEST", "SUMMARY"], "lmforge.plugins.sweep.report")
+)

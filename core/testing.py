@@ -122,6 +122,23 @@ class PreprocessorContract(ComponentContract):
         assert all(isinstance(d, Document) for d in out)
         assert len(out) + sum(v for k, v in stats.items() if k.startswith("dropped:")) == len(self.sample_texts)
 
+    def test_state_is_saved_as_json_and_restores(self, tmp_path):
+        """``state()`` is JSON data (or arrays of numbers), and a step restored from it goes on as the original."""
+        from lmforge.stages.preprocess import load_states, save_states
+
+        step, again = self.make(), self.make()
+        step.setup(), again.setup()
+        list(step.process(iter(self._docs()), Counter()))
+        save_states(tmp_path, [step], [step.state()], tag="docs-00000")  # raises for data JSON cannot hold
+        (saved,) = load_states(tmp_path, [again])
+        if saved is not None:
+            again.restore(saved)
+        texts = [*self.sample_texts, "One more text."]
+        original, restored = Counter(), Counter()  # fresh documents for each: a step may change them in place
+        kept = list(step.process((Document(f"e{i}", t, "test") for i, t in enumerate(texts)), original))
+        assert list(again.process((Document(f"e{i}", t, "test") for i, t in enumerate(texts)), restored)) == kept
+        assert original == restored
+
 
 class TokenizerContract(ComponentContract):
     base = Tokenizer

@@ -88,3 +88,32 @@ def test_the_graph_sees_the_imports_it_checks(graph):
     """The parser is not vacuous: the run wiring's known imports are found."""
     assert {"lmforge.engine", "lmforge.hydra_bridge", "lmforge.files"} <= graph["lmforge.run"]
     assert "lmforge.contracts" in graph["lmforge.loader"]
+
+
+@pytest.mark.parametrize(
+    "old,name",
+    [
+        ("lmforge.schemas", "TrainerConfig"),
+        ("lmforge.schemas", "AdamWConfig"),
+        ("lmforge.schemas", "CosineSchedulerConfig"),
+        ("lmforge.contracts", "KIND_GROUPS"),
+        ("lmforge.sweep_report", "SweepResultsCallback"),
+    ],
+)
+def test_names_that_moved_still_import_with_a_warning(old, name):
+    import importlib
+
+    module = importlib.import_module(old)
+    with pytest.warns(DeprecationWarning, match="moved|deprecated"):
+        assert getattr(module, name) is not None
+
+
+@pytest.mark.parametrize("old,name", [("lmforge.plugins.training.generate", "generate"), ("lmforge.plugins.training.losses", "lm_loss")])
+def test_moved_engine_modules_still_import_with_a_warning(old, name):
+    import importlib
+    import sys
+
+    sys.modules.pop(old, None)
+    with pytest.warns(DeprecationWarning, match="moved to lmforge.engine"):
+        module = importlib.import_module(old)
+    assert callable(getattr(module, name))

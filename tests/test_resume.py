@@ -214,3 +214,104 @@ def test_sigkill_mid_training_then_resume_matches_an_uninterrupted_run(straight)
     assert proc.returncode == -signal.SIGKILL
     assert torch.load(root / "kill" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 10
     resume_and_compare(root, env, "kill")
+
+
+# resume= is checked before any stage: a corrupt, unsafe, mismatched or finished checkpoint is one error
+
+SHORT = [o for o in TINY if not o.startswith(("trainer.max_steps", "trainer.val_check_interval"))] + [
+    "trainer.max_steps=8",
+    "trainer.val_check_interval=4",  # best-step*.ckpt at 4 or 8, last.ckpt at 8
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A finished 8-step run and the stage cache the resumes below reuse."""
+    root = tmp_path_factory.mktemp("trained")
+    env = {"LMFORGE_CACHE_DIR": str(root / "cache")}
+    lmforge("train", *SHORT, f"hydra.run.dir={root / 'run'}", cwd=root, env=env)
+    return root, env
+
+
+@pytest.fixture
+def copy(trained, tmp_path):
+    """A copy of the trained run, free to damage."""
+    import shutil
+
+    root, env = trained
+    shutil.copytree(root / "run", tmp_path / "run")
+    return tmp_path / "run", env
+
+
+def refused(run, env, *overrides, tmp_path):
+    """``lmforge train resume=<run>``, which must fail before any stage; returns its output."""
+    proc = lmforge("train", *SHORT, f"resume={run}", *overrides, f"hydra.run.dir={tmp_path / 'again'}", cwd=tmp_path, env=env, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out
+    assert "Traceback" not in out and "building stage" not in out and "collector:" not in out, out
+    assert not (tmp_path / "again").exists()  # no run directory is left behind
+    return out
+
+
+def _finished_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "random"])
+def test_resume_from_a_corrupt_checkpoint_names_it_and_the_newest_intact_one(copy, tmp_path, damage):
+    run, env = copy
+    last = run / "checkpoints" / "last.ckpt"
+    data = last.read_bytes()
+    last.write_bytes({"truncated": data[: len(data) // 2], "empty": b"", "random": bytes(range(256)) * 64}[damage])
+    out = refused(run, env, tmp_path=tmp_path)
+    best = next((run / "checkpoints").glob("best-step*.ckpt"))
+    assert f"{last} is not a readable checkpoint, it is truncated or corrupt" in out
+    assert f"newest intact checkpoint is {best.name}" in out and f"resume={best}" in out and "resume_fallback=true" in out
+
+
+def test_resume_fallback_continues_from_the_newest_intact_checkpoint_and_clears_stale_temps(copy, tmp_path):
+    run, env = copy
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    stale = run / "checkpoints" / f".last.ckpt.tmp-{_finished_pid()}"  # a save killed mid-write
+    stale.write_bytes(b"half a checkpoint")
+    proc = lmforge("train", *SHORT, "trainer.max_steps=10", f"resume={run}", "resume_fallback=true", f"hydra.run.dir={tmp_path / 'again'}", cwd=tmp_path, env=env)
+    best = next((run / "checkpoints").glob("best-step*.ckpt"))
+    assert f"resume_fallback=true: resuming from the run's newest intact checkpoint {best}" in proc.stdout
+    assert torch.load(tmp_path / "again" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 10
+    assert not stale.exists()
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, (f"touch {os.environ['PROBE_PWNED']}",))
+
+
+def test_resume_from_a_checkpoint_with_a_pickle_payload_never_runs_it(copy, tmp_path):
+    run, env = copy
+    pwned = tmp_path / "pwned"
+    os.environ["PROBE_PWNED"] = str(pwned)
+    try:
+        torch.save({"state_dict": {}, "global_step": 1, "x": Payload()}, run / "checkpoints" / "last.ckpt")
+    finally:
+        del os.environ["PROBE_PWNED"]
+    out = refused(run, env, tmp_path=tmp_path)
+    assert "last.ckpt holds Python objects that lmforge does not load" in out
+    assert "weights_only" not in out
+    assert not pwned.exists()
+
+
+def test_resume_with_another_model_shape_or_vocabulary_names_what_changed_before_any_stage(copy, tmp_path):
+    run, env = copy
+    out = refused(run, env, "model.n_embd=64", "tokenizer.vocab_size=1024", tmp_path=tmp_path)
+    assert "model.n_embd=64 (the checkpoint's run had 32)" in out
+    assert "tokenizer.vocab_size=1024 (the checkpoint's run had 512)" in out
+
+
+@pytest.mark.parametrize("max_steps", [8, 6])
+def test_resuming_a_finished_run_says_there_is_nothing_to_train(copy, tmp_path, max_steps):
+    run, env = copy
+    out = refused(run, env, f"trainer.max_steps={max_steps}", tmp_path=tmp_path)
+    assert f"is at step 8 and trainer.max_steps={max_steps}, so there is nothing left to train" in out
+    assert "raise trainer.max_steps above 8" in out

@@ -37,7 +37,14 @@ if TYPE_CHECKING:
 
     from lmforge.contracts import Logger, Optimizer, Scheduler, Tokenizer
 
-__all__ = ["DataConfig", "Fitted", "LossConfig", "SampleConfig", "TrainerConfig", "fit", "plot_curves", "sample", "seed", "token_data", "validate"]
+__all__ = [
+    "Chunk", "Completion", "DataConfig", "Fitted", "LossConfig", "SampleConfig", "Sampling", "TrainerConfig",
+    "complete", "fit", "plot_curves", "sample", "seed", "stream", "token_data", "validate",
+]
+
+# The generation API (lmforge.engine.generate) imports torch: it loads on first use.
+# ``generate`` itself stays under lmforge.engine.generate, whose module name it shares.
+_GENERATION = ("Chunk", "Completion", "Sampling", "complete", "stream")
 
 
 @dataclass
@@ -103,7 +110,8 @@ def fit(
     ``data`` yields ``(inputs, targets)`` batches with -100 where nothing is predicted and
     has ``seq_len`` and ``tokens_per_batch`` (as ``token_data``'s does), for throughput.
     Checkpoints go to ``run_dir/checkpoints``; ``resume`` is a checkpoint to continue from
-    exactly. A SIGTERM saves ``last.ckpt`` and exits with status 143.
+    exactly. A SIGTERM saves ``last.ckpt`` and exits with status 143, a Ctrl-C likewise with 130
+    (a second Ctrl-C stops at once).
     """
     import lightning as L
 
@@ -124,10 +132,12 @@ def fit(
         **runtime.trainer_kwargs(trainer, model), callbacks=found, logger=loggers or False, default_root_dir=run_dir,
         enable_model_summary=False,  # the run logs the parameter count; Lightning's table adds a FLOPs 0 column
     )
+    last = next(c for c in found if isinstance(c, checkpointing.LastCheckpoint))
     try:
-        pl_trainer.fit(module, datamodule=data, ckpt_path=resume)
+        with last.ctrl_c_saves():
+            pl_trainer.fit(module, datamodule=data, ckpt_path=resume)
     except checkpointing.SIGTERMException:
-        raise SystemExit(checkpointing.SIGTERM_EXIT) from None  # last.ckpt holds the step it stopped at
+        raise SystemExit(last.exit_code) from None  # last.ckpt holds the step it stopped at: 143, or 130 for Ctrl-C
     metrics = pl_trainer.validate(module, datamodule=data, verbose=False)[0]
     return Fitted(
         metrics={f"val_{k[4:]}": float(v) for k, v in metrics.items() if k.startswith("val/")},
@@ -183,3 +193,11 @@ def plot_curves(metrics_csv: Path, out: Path) -> None:
     from lmforge.engine.curves import plot_curves as plot
 
     plot(metrics_csv, out)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _GENERATION:
+        import importlib
+
+        return getattr(importlib.import_module("lmforge.engine.generate"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

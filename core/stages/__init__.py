@@ -17,27 +17,18 @@ Importing this package loads neither numpy nor pyarrow; the stage modules do.
 
 from __future__ import annotations
 
-import warnings
-
+from lmforge._moved import forward
 from lmforge.stages.cache import Stage, StageCache, stage_key
 
 __all__ = ["Stage", "StageCache", "stage_key"]
 
 # lmforge.stages was one module until the stages became a package; its atomic writers
 # now live in lmforge.files.
-_MOVED = {
-    "atomic_write_bytes": "atomic_write",
-    "atomic_write_text": "atomic_write",
-    "atomic_write_json": "atomic_write_json",
-}
-
-
-def __getattr__(name: str):
-    if name not in _MOVED:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import lmforge.files
-
-    warnings.warn(
-        f"lmforge.stages.{name} is deprecated: use lmforge.files.{_MOVED[name]}", DeprecationWarning, stacklevel=2
-    )
-    return getattr(lmforge.files, _MOVED[name])
+__getattr__ = forward(
+    __name__,
+    {
+        "atomic_write_bytes": "lmforge.files:atomic_write",
+        "atomic_write_text": "lmforge.files:atomic_write",
+        "atomic_write_json": "lmforge.files",
+    },
+)

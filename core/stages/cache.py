@@ -9,7 +9,8 @@ Outputs are written into ``<stage>/<key>.partial/`` and published by one atomic 
 to ``<stage>/<key>/``. Pieces inside the partial folder (shards) are themselves written
 with ``lmforge.files.atomic_write``, so a stage that crashes reruns from its last
 complete piece. A file lock keeps two concurrent runs (a parallel sweep) from building the same
-stage at once: the second waits and then reuses the first one's output.
+stage at once: the second waits and then reuses the first one's output. A published stage
+is read without the lock, so a shared, read-only team cache serves every stage it holds.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from lmforge.files import fsync_dir
+from lmforge.errors import LmforgeError
+from lmforge.files import fsync_dir, write_fault
+
 log = logging.getLogger("lmforge")
 
 
@@ -56,6 +59,10 @@ class Stage:
         return json.loads(path.read_text()) if path.exists() else {}
 
 
+class CacheError(LmforgeError):
+    """The stage cache cannot be written where a stage must be built; names the folder and the key."""
+
+
 class StageCache:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root).expanduser().resolve()
@@ -71,10 +78,20 @@ class StageCache:
         exception it is kept, so the next run resumes from the pieces already finished.
         """
         final = self.path(stage, key)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        with open(final.parent / f"{key}.lock", "w") as lock:
+        if final.is_dir():  # published by one rename, so complete: read without the lock, as a read-only cache allows
+            log.info("%s: reusing cached stage %s (%s)", stage, key, final)
+            yield Stage(stage, key, final, hit=True)
+            return
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            lock = open(final.parent / f"{key}.lock", "w")
+        except OSError as exc:
+            if message := write_fault(exc, "cache_dir (or $LMFORGE_CACHE_DIR)"):
+                raise CacheError(f"the stage cache {self.root} cannot build stage {stage}: {message}") from None
+            raise
+        with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            if final.is_dir():
+            if final.is_dir():  # another run built it while this one waited
                 log.info("%s: reusing cached stage %s (%s)", stage, key, final)
                 yield Stage(stage, key, final, hit=True)
                 return

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections import Counter
 from pathlib import Path
 
 from lmforge.contracts import Collector, Document
+from lmforge.files import atomic_write
 from lmforge.stages.shards import SHARD_BYTES, content_hash, read_documents, shard_meta, shard_paths, write_report, write_shard
 
 DUPLICATE = "skipped:duplicate_content"
+SKIPPED = "skipped.jsonl"  # the inputs a collector skipped, named, beside report.json
 
 
 def collect(collector: Collector, out: Path, shard_bytes: int = SHARD_BYTES, progress: bool = False) -> dict:
@@ -54,7 +57,24 @@ def collect(collector: Collector, out: Path, shard_bytes: int = SHARD_BYTES, pro
             write_shard(buffer, out / f"docs-{index:05d}.parquet", counts=stats, position=n)
             collector.checkpoint()
         update(len(seen), nbytes + size)
-    return write_report(out, stats, source=collector.name)
+    extra = {"skipped_files": SKIPPED} if _gather_skipped(workdir, out / SKIPPED) else {}
+    return write_report(out, stats, source=collector.name, **extra)
+
+
+def _gather_skipped(workdir: Path, dest: Path) -> int:
+    """Join the ``skipped.jsonl`` files collectors wrote in ``workdir`` into ``dest``; returns the lines.
+
+    A ``mix`` source writes in its own ``_work/<label>/``: its lines gain ``"source": label``.
+    """
+    lines = []
+    for path in sorted(workdir.rglob(SKIPPED)):
+        label = path.parent.relative_to(workdir).as_posix()
+        for line in path.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            lines.append(json.dumps({**record, "source": label} if label != "." else record))
+    if lines:
+        atomic_write(dest, "".join(f"{line}\n" for line in lines))
+    return len(lines)
 
 
 @contextlib.contextmanager

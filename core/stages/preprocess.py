@@ -9,14 +9,17 @@ process as its argument): no module-level state, so two pipelines never meet.
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import pickle
+import signal
 import traceback
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from lmforge.contracts import Document, Preprocessor
+from lmforge.errors import DataError
 from lmforge.files import atomic_write
 from lmforge.stages.shards import count_documents, read_documents, shard_counts, shard_meta, shard_paths, write_report, write_shard
 
@@ -28,6 +31,12 @@ WORDS_IN, WORDS_OUT = "words:before", "words:after"  # whitespace-separated word
 PARTS_PER_WORKER = 24
 MIN_PART_CHARS = 64 << 10
 WINDOW_PER_WORKER = 6
+# The steps' corpus-wide state, in the stage's _work/ folder: JSON, with any numpy arrays
+# in an .npz file it names (read with allow_pickle=False). Nothing in the cache is
+# unpickled: a shared cache must not be a way to run code in another user's run.
+STATE = "steps.json"
+ARRAY = "__ndarray__"  # {ARRAY: name} in the JSON stands for the array saved under that name
+OLD_STATE = "steps.pkl"  # what lmforge saved before, never read
 
 
 class Pipeline:
@@ -70,7 +79,7 @@ def preprocess(steps: list[Preprocessor], src: Path, out: Path, n_workers: int =
         if n_workers > 1 and len(todo) > 1 and all(s.parallel for s in steps):
             _run_parallel(todo, pipeline, n_workers, advance)
         elif todo:
-            _run_serial(todo, pipeline, out / "_work" / "steps.pkl", advance)
+            _run_serial(todo, pipeline, out, advance)
     stats: Counter = Counter()
     for path in shard_paths(out):
         stats.update(shard_counts(path))
@@ -78,22 +87,117 @@ def preprocess(steps: list[Preprocessor], src: Path, out: Path, n_workers: int =
     return write_report(out, stats, steps=[s.name for s in steps], documents_in=count_documents(shard_paths(src)), **words)
 
 
-def _run_serial(todo: list[tuple[Path, Path]], pipeline: Pipeline, saved: Path, advance: Callable[[], None]) -> None:
+def _run_serial(todo: list[tuple[Path, Path]], pipeline: Pipeline, out: Path, advance: Callable[[], None]) -> None:
     """Run the pipeline in this process, shard after shard, saving the corpus-wide step
-    state (``saved``) after each shard and restoring it when a run resumes."""
+    state after each shard and restoring it when a run resumes."""
     pipeline.setup()
-    if saved.exists():
-        for step, state in zip(pipeline.steps, pickle.loads(saved.read_bytes())):
-            if state is not None:
+    for step, state in zip(pipeline.steps, load_states(out, pipeline.steps)):
+        if state is not None:
+            try:
                 step.restore(state)
+            except (ValueError, TypeError, KeyError, IndexError) as exc:
+                raise DataError(_unreadable(out / "_work" / STATE, out, f"step {step.name!r} cannot restore it: {exc}")) from None
     for src, dst in todo:
         kept, stats = pipeline(read_documents([src]))
         write_shard(kept, dst, counts=stats)
         states = [step.state() for step in pipeline.steps]
         if any(state is not None for state in states):
-            saved.parent.mkdir(exist_ok=True)
-            atomic_write(saved, pickle.dumps(states))
+            save_states(out, pipeline.steps, states, tag=dst.name.split(".")[0])
         advance()
+
+
+def save_states(out: Path, steps: list[Preprocessor], states: list, tag: str) -> None:
+    """Write the steps' states into ``out/_work`` as ``steps.json``, their arrays in ``steps.<tag>.npz``.
+
+    The JSON is written last and names its .npz, so a save cut short leaves the previous
+    pair whole; the .npz files it no longer names go once it is in place.
+    """
+    import numpy as np
+
+    arrays: dict[str, np.ndarray] = {}
+
+    def encode(value: Any, step: Preprocessor) -> Any:
+        if isinstance(value, np.ndarray):
+            if value.dtype.hasobject:
+                raise TypeError(f"preprocess step {step.name!r}: state() holds an array of Python objects; use numbers")
+            arrays[f"a{len(arrays)}"] = value
+            return {ARRAY: f"a{len(arrays) - 1}"}
+        if isinstance(value, dict):
+            if ARRAY in value:
+                raise TypeError(f"preprocess step {step.name!r}: {ARRAY!r} is a reserved key in state()")
+            return {key: encode(v, step) for key, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [encode(v, step) for v in value]
+        return value
+
+    work, saved = out / "_work", []
+    for step, state in zip(steps, states):
+        encoded = encode(state, step)
+        try:
+            json.dumps(encoded, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"preprocess step {step.name!r}: state() must return JSON data (numbers, strings, lists, dicts "
+                f"with string keys) or numpy arrays of numbers: {exc}"
+            ) from None
+        saved.append({"step": step.name, "state": encoded})
+    work.mkdir(exist_ok=True)
+    npz = f"steps.{tag}.npz" if arrays else None
+    if npz:
+        atomic_write(work / npz, lambda f: np.savez(f, **arrays))
+    atomic_write(work / STATE, json.dumps({"format": 1, "arrays": npz, "steps": saved}))
+    for old in work.glob("steps.*.npz"):
+        if old.name != npz:
+            old.unlink(missing_ok=True)
+
+
+def load_states(out: Path, steps: list[Preprocessor]) -> list:
+    """The states ``save_states`` saved in ``out/_work``, one per step (None for none).
+
+    Only JSON and arrays of numbers are read, never a pickle: a state file that is not
+    what lmforge writes is an error that says to rebuild the stage.
+    """
+    import zipfile
+
+    import numpy as np
+
+    work = out / "_work"
+    path = work / STATE
+    if not path.exists():
+        if (work / OLD_STATE).exists():
+            raise DataError(_unreadable(work / OLD_STATE, out, "an older lmforge saved it as a pickle, which lmforge no longer reads"))
+        return [None] * len(steps)
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        names = [entry["step"] for entry in saved["steps"]]
+        if names != [step.name for step in steps]:
+            raise ValueError(f"it holds the state of steps {names}, not of {[step.name for step in steps]}")
+        arrays = {}
+        if saved["arrays"] is not None:
+            npz = work / saved["arrays"]
+            if npz.parent != work or not npz.name.endswith(".npz"):
+                raise ValueError(f"it names {saved['arrays']!r}, not an .npz file beside it")
+            with np.load(npz, allow_pickle=False) as data:
+                arrays = {name: data[name] for name in data.files}
+
+        def decode(value: Any) -> Any:
+            if isinstance(value, dict):
+                return arrays[value[ARRAY]] if set(value) == {ARRAY} else {key: decode(v) for key, v in value.items()}
+            if isinstance(value, list):
+                return [decode(v) for v in value]
+            return value
+
+        return [decode(entry["state"]) for entry in saved["steps"]]
+    except (ValueError, KeyError, TypeError, OSError, zipfile.BadZipFile) as exc:  # JSONDecodeError is a ValueError
+        reason = f"no {exc} entry" if isinstance(exc, KeyError) else str(exc) or type(exc).__name__
+        raise DataError(_unreadable(path, out, reason)) from None
+
+
+def _unreadable(path: Path, out: Path, reason: str) -> str:
+    return (
+        f"cannot resume the preprocess stage from its saved step state {path} ({reason}): "
+        f"delete the unfinished stage folder {out} and rerun to rebuild the stage"
+    )
 
 
 def _shard_parts(todo: list[tuple[Path, Path]], part_chars: int) -> Iterator[tuple[Path, list[list[Document]]]]:
@@ -145,11 +249,15 @@ def _run_parallel(todo: list[tuple[Path, Path]], pipeline: Pipeline, n_workers: 
                 write_shard([doc for kept, _ in parts for doc in kept], dst, counts=stats)
                 advance()
 
+    def unwritten(workers: _Workers) -> int:
+        """Parts handed out and not yet written: running, or back and waiting for their shard."""
+        return workers.running + sum(part is not None for parts in results.values() for part in parts)
+
     with _Workers(pipeline, n_workers, multiprocessing.get_context()) as workers:
         for dst, parts in _shard_parts(todo, part_chars):
             results[dst] = [None] * len(parts)
             for i, part in enumerate(parts):
-                while workers.running and sum(map(len, results.values())) >= WINDOW_PER_WORKER * n_workers:
+                while workers.running and unwritten(workers) >= WINDOW_PER_WORKER * n_workers:
                     finish(workers)
                 workers.submit((dst, i), part)
         while workers.running:
@@ -171,6 +279,12 @@ class _Workers:
     Parts go out on one queue, so a free worker takes the next; each worker answers on
     its own pipe, beside its process sentinel, so a worker that dies is an error here
     rather than a wait that never ends.
+
+    Signals are this process's to handle: Ctrl-C reaches the whole process group, and a
+    worker that raised its own ``KeyboardInterrupt`` would print a traceback for each
+    worker. Workers ignore SIGINT and die on SIGTERM without a word; this process
+    terminates them on its way out. They start with both signals blocked, so that none
+    arrives before ``_work`` has set this up.
     """
 
     def __init__(self, pipeline: Pipeline, n: int, context: Any) -> None:
@@ -179,13 +293,14 @@ class _Workers:
         self.pipes, self.procs = [], []
         setup = context.get_start_method() != "fork"
         try:
-            for _ in range(n):
-                reader, writer = context.Pipe(duplex=False)
-                proc = context.Process(target=_work, args=(pipeline, setup, self.tasks, writer), daemon=True)
-                proc.start()
-                writer.close()
-                self.pipes.append(reader)
-                self.procs.append(proc)
+            with _blocked(WORKER_SIGNALS):
+                for _ in range(n):
+                    reader, writer = context.Pipe(duplex=False)
+                    proc = context.Process(target=_work, args=(pipeline, setup, self.tasks, writer), daemon=True)
+                    self.procs.append(proc)  # before start(): a Ctrl-C in start() still terminates it
+                    proc.start()
+                    writer.close()
+                    self.pipes.append(reader)
         except BaseException:
             self._stop()
             raise
@@ -204,9 +319,10 @@ class _Workers:
 
     def _stop(self) -> None:
         self.tasks.cancel_join_thread()  # parts nobody will take must not hold this process at exit
-        for proc in self.procs:
+        started = [proc for proc in self.procs if proc.pid is not None]
+        for proc in started:
             proc.terminate()
-        for proc in self.procs:
+        for proc in started:
             proc.join()
 
     def submit(self, key: Any, docs: list[Document]) -> None:
@@ -243,8 +359,29 @@ class _RemoteTraceback(Exception):
         return self.args[0]
 
 
+WORKER_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _blocked(signals: tuple[int, ...]) -> Iterator[None]:
+    """Hold ``signals`` pending in this thread (and in processes it starts) until the end."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no signal masks, nor process groups
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _work(pipeline: Pipeline, setup: bool, tasks: Any, results: Any) -> None:
     """A worker process: run ``pipeline`` over each part from ``tasks`` until told to stop."""
+    # SIG_DFL, not an inherited Python handler: SIGTERM ends the worker at once and quietly
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_SIGNALS)  # one held since the start is handled now
     try:
         if setup:
             pipeline.setup()

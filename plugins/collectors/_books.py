@@ -2,8 +2,8 @@
 
 Each reader turns one file into a ``Book``: its text as paragraphs separated by blank
 lines, plus the title and author where the file says them. ebooklib, pypdf, trafilatura
-and charset-normalizer are imported inside the reader that needs them, so importing the
-plugin stays cheap.
+and charset-normalizer (through ``_decode``) are imported inside the reader that needs
+them, so importing the plugin stays cheap.
 
 A reader raises ``Unreadable(reason)`` for a file it cannot use; the collector counts
 the reason and goes on.
@@ -11,13 +11,17 @@ the reason and goes on.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 import statistics
+import warnings
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Callable
 
+log = logging.getLogger("lmforge")
 
 class Unreadable(Exception):
     """A file that yields no text; ``reason`` becomes ``stats["skipped:<reason>"]``."""
@@ -210,19 +214,15 @@ def html_text(markup: str) -> tuple[str, dict[str, str]]:
 
 
 def decode(raw: bytes) -> str:
-    """UTF-8 (with or without BOM), else the encoding charset-normalizer finds."""
-    if b"\x00" in raw[:8192]:
-        raise Unreadable("binary", "NUL bytes in a text file")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        pass
-    from charset_normalizer import from_bytes
+    """The text of a file in any encoding (the collectors' shared decoder); raises ``Unreadable``."""
+    from lmforge.plugins.collectors import _decode
 
-    best = from_bytes(raw).best()
-    if best is None:
+    if _decode.looks_binary(raw):
+        raise Unreadable("binary", "NUL bytes in a text file")
+    text = _decode.decode(raw)
+    if text is None:
         raise Unreadable("undecodable", "no text encoding fits")
-    return str(best)
+    return text
 
 
 def read_txt(path: Path) -> Book:
@@ -322,7 +322,46 @@ def _page_lines(page) -> list[str]:
     return out
 
 
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def _warnings_named(path: Path):
+    """Re-log pypdf's warnings (through its loggers and ``warnings``) with the file's name.
+
+    pypdf says "incorrect startxref pointer(3)" without saying of which PDF; in a folder
+    of thousands, that is no help. The collector reads one file at a time.
+    """
+    pypdf_log, captured = logging.getLogger("pypdf"), _Records()
+    propagate, pypdf_log.propagate = pypdf_log.propagate, False
+    pypdf_log.addHandler(captured)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                yield
+            finally:
+                for record in captured.records:
+                    log.log(record.levelno, "books: %s: %s", path, record.getMessage())
+                for warning in caught:
+                    log.warning("books: %s: %s", path, warning.message)
+    finally:
+        pypdf_log.removeHandler(captured)
+        pypdf_log.propagate = propagate
+
+
 def read_pdf(path: Path) -> Book:
+    with _warnings_named(path):
+        return _read_pdf(path)
+
+
+def _read_pdf(path: Path) -> Book:
     import pypdf
 
     try:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lmforge.errors import ConfigError, DataError
+from lmforge.plugins.collectors import _decode
 
 # language -> file extensions (lower case) and exact file names
 LANGUAGES: dict[str, tuple[str, ...]] = {
@@ -117,13 +118,15 @@ def content_skip(text: str, max_line_length: int, max_avg_line_length: int) -> s
 
 
 def decode(raw: bytes) -> str | None:
-    """The UTF-8 text of a file, or None for a binary one (NUL bytes or not UTF-8)."""
-    if b"\x00" in raw[:8000]:  # git's own test for binary content
+    """The UTF-8 text of a file, or None for a binary one (NUL bytes or not UTF-8).
+
+    Source code is read as UTF-8 only, by policy: a file in a legacy encoding is more
+    often a data blob than code worth training on. The BOM and NUL tests are the
+    collectors' shared ones.
+    """
+    if _decode.looks_binary(raw):  # git's own test for binary content
         return None
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return None
+    return _decode.utf8(raw)
 
 
 def spdx_header(text: str) -> str:

@@ -2,92 +2,36 @@
 
 from __future__ import annotations
 
-import codecs
 import re
 import zlib
 from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
+from lmforge.plugins.collectors._decode import codec
+from lmforge.plugins.collectors._decode import decode as decode_bytes
+
 HTML_TYPES = {"text/html", "application/xhtml+xml"}
 TEXT_TYPES = {"text/plain"}
 SITEMAP_TYPES = {"application/xml", "text/xml", "application/gzip", "application/x-gzip", "text/plain", ""}
 
-BOMS = [
-    (codecs.BOM_UTF32_LE, "utf-32-le"),  # before UTF-16 LE, whose BOM is its prefix
-    (codecs.BOM_UTF32_BE, "utf-32-be"),
-    (codecs.BOM_UTF8, "utf-8"),
-    (codecs.BOM_UTF16_LE, "utf-16-le"),
-    (codecs.BOM_UTF16_BE, "utf-16-be"),
-]
-# Browsers read these labels as windows-1252 (WHATWG Encoding), and so do real pages.
-AS_CP1252 = {"latin_1", "ascii", "cp1252"}
 META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([-\w.:]+)""", re.I)
 XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
-
-
-def _codec(label: str | None) -> str | None:
-    try:
-        return codecs.lookup(label.strip()).name if label else None
-    except LookupError:
-        return None
-
-
-def _decode_as(body: bytes, name: str) -> str | None:
-    if name in AS_CP1252:
-        non_ascii = any(b > 0x7F for b in body)
-        if non_ascii:
-            try:  # a page labelled Latin-1 that is valid UTF-8 is UTF-8: the reverse is vanishingly rare
-                return body.decode("utf-8")
-            except UnicodeDecodeError:
-                pass
-        try:
-            return body.decode("cp1252")
-        except UnicodeDecodeError:
-            return body.decode("latin-1")
-    try:
-        return body.decode(name)
-    except (UnicodeDecodeError, LookupError):
-        return None
 
 
 def decode(body: bytes, header_charset: str | None, html: bool) -> str:
     """Bytes to text: a BOM wins, then the header's charset, then the meta tag, then detection.
 
-    A declared charset the bytes do not decode under is ignored rather than trusted.
+    A declared charset the bytes do not decode under is ignored rather than trusted; bytes
+    no encoding fits are read as windows-1252, replacing what it cannot map.
     """
-    for bom, name in BOMS:
-        if body.startswith(bom):
-            return body[len(bom):].decode(name, errors="replace")
-    declared = [_codec(header_charset)]
+    declared = [header_charset]
     if html:
         found = META_CHARSET.search(body[:4096])
-        meta = _codec(found.group(1).decode("ascii", "replace")) if found else None
+        meta = codec(found.group(1).decode("ascii", "replace")) if found else None
         # a meta tag read in ASCII cannot truthfully say UTF-16 (WHATWG: read it as UTF-8)
         declared.append("utf-8" if meta and meta.startswith("utf_16") else meta)
-    for name in filter(None, declared):
-        text = _decode_as(body, name)
-        if text is not None:
-            return text
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    return _detect(body)
-
-
-def _detect(body: bytes) -> str:
-    from charset_normalizer import from_bytes
-
-    results = from_bytes(body)
-    best = results.best()
-    if best is None:
-        return body.decode("cp1252", errors="replace")
-    # Single-byte Latin encodings often tie on this evidence; windows-1252 is by far the
-    # most common of them on the web, so it wins a tie.
-    tied = [r.encoding for r in results if (r.chaos, r.coherence) == (best.chaos, best.coherence)]
-    if "cp1252" in tied:
-        return body.decode("cp1252", errors="replace")
-    return str(best)
+    text = decode_bytes(body, declared)
+    return text if text is not None else body.decode("cp1252", errors="replace")
 
 
 def sniff_html(body: bytes) -> bool:
@@ -103,10 +47,16 @@ class Page:
     links: list[str] = field(default_factory=list)
     index: bool = True  # meta robots noindex says False
     follow: bool = True  # meta robots nofollow says False
+    truncated: bool = False  # only the first max_extract_bytes of markup went to the extractor
 
 
-def read_html(html: str, url: str, agent: str) -> Page:
-    """Main text, title and date through trafilatura; links and meta robots through lxml."""
+def read_html(html: str, url: str, agent: str, max_extract_bytes: int | None = None) -> Page:
+    """Main text, title and date through trafilatura; links and meta robots through lxml.
+
+    trafilatura's time grows faster than the markup (about 15 s for 1 MB of dense ``<p>``
+    tags), and no timeout can stop it, so it reads at most ``max_extract_bytes`` of
+    markup, cut before a tag; links and directives still come from the whole page.
+    """
     import lxml.html
     import trafilatura
 
@@ -129,12 +79,24 @@ def read_html(html: str, url: str, agent: str) -> Page:
     if page.follow:
         page.links = [urljoin(base, el.get("href").strip()) for el in tree.iter("a", "area") if el.get("href")]
     if page.index:
+        if max_extract_bytes is not None and len(html) > max_extract_bytes // 4:  # a char is 1-4 bytes
+            html, page.truncated = _cut(html, max_extract_bytes)
         found = trafilatura.bare_extraction(html, url=url, with_metadata=True, fast=True, include_comments=False)
         if found is not None:
             page.text = found.text or ""
             page.title = found.title or ""
             page.date = found.date or ""
     return page
+
+
+def _cut(html: str, limit: int) -> tuple[str, bool]:
+    """The markup's first ``limit`` bytes of UTF-8, ending before a tag; and whether it was cut."""
+    raw = html.encode("utf-8")
+    if len(raw) <= limit:
+        return html, False
+    head = raw[:limit].decode("utf-8", errors="ignore")
+    tag = head.rfind("<")
+    return (head[:tag] if tag > 0 else head), True
 
 
 def read_sitemap(body: bytes, limit: int) -> tuple[list[str], list[str]]:

@@ -59,7 +59,7 @@ REFUSED = {"interrupted", "private_address", "dns", "scheme", "bad_url"}
 class Task:
     url: str  # as fetched: cleaned, not normalized
     depth: int
-    kind: str = "page"  # or "sitemap"
+    kind: str = "page"  # or "sitemap", or "probe": a seed host's robots.txt sitemaps, else its /sitemap.xml
     chain: list[str] = field(default_factory=list)  # normalized URLs that redirected here
 
 
@@ -76,6 +76,7 @@ class Outcome:
     doc: Document | None = None
     digest: str = ""
     response: Response | None = None
+    truncated: bool = False  # the extractor read only the first max_extract_bytes
 
 
 class Crawler:
@@ -96,11 +97,15 @@ class Crawler:
         self._robots_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self.scope = self._scope()
+        self.seed_hosts = {host_of(url) for url in config.seeds}
         if self.state_path.exists():
             self._restore()
         else:
             for url in config.sitemaps:
                 self._enqueue(url, 0, "sitemap")
+            if config.probe_sitemap:
+                for origin in dict.fromkeys(origin_of(clean(url)) for url in config.seeds):
+                    self._enqueue(f"{origin}/sitemap.xml", 0, "probe")
             for url in config.seeds:
                 self._enqueue(url, 0, "page")
 
@@ -235,7 +240,9 @@ class Crawler:
         self.nbytes += len(out.response.body) if out.response is not None else 0
         if out.location is not None:
             self._redirect(task, out.location)
-        if task.kind == "sitemap":
+        if task.kind == "probe":  # only sitemaps of the seeds' own hosts, whatever same_host says
+            out.sitemaps = [url for url in out.sitemaps if _host_or_none(url) in self.seed_hosts]
+        if task.kind in ("sitemap", "probe"):
             for url in out.links:
                 self._enqueue(url, 0, "page")
             for url in out.sitemaps:
@@ -245,6 +252,8 @@ class Crawler:
                 self._enqueue(url, task.depth + 1, "page")
         if out.skip and out.skip not in NOT_COUNTED:
             self.stats[f"skipped:{out.skip}"] += 1
+        if out.truncated:
+            self.stats["truncated:extract_too_large"] += 1
         if out.doc is None:
             return None
         if out.digest in self.hashes:
@@ -264,6 +273,9 @@ class Crawler:
             self.stats["skipped:redirect_loop"] += 1
         elif len(chain) > self.config.max_redirects:
             self.stats["skipped:too_many_redirects"] += 1
+        elif task.kind == "probe":  # a probed /sitemap.xml that moved: a sitemap, on a seed's host only
+            if _host_or_none(target) in self.seed_hosts:
+                self._enqueue(target, task.depth, "sitemap", chain)
         else:
             reason = self._enqueue(target, task.depth, task.kind, chain)
             if reason in ("scheme", "out_of_scope", "bad_url"):
@@ -273,6 +285,8 @@ class Crawler:
 
     def _work(self, task: Task) -> Outcome:
         out = Outcome(task)
+        if task.kind == "probe":
+            return self._probe(out)
         try:
             if self.config.respect_robots:
                 rules, requests = self._rules(task.url)
@@ -296,6 +310,35 @@ class Crawler:
             log.warning("web: %s failed: %r", task.url, e)
             out.skip = "error"
         out.finished = time.monotonic()
+        return out
+
+    def _probe(self, out: Outcome) -> Outcome:
+        """A seed host's sitemaps: those its robots.txt names, else its /sitemap.xml if any.
+
+        Nothing here is counted as a skip: a site without a sitemap is the common case.
+        """
+        url = out.task.url
+        try:
+            if self.config.respect_robots:
+                rules, requests = self._rules(url)
+                out.crawl_delay = rules.delay
+                if named := rules.site_maps():
+                    out.sitemaps = named
+                    return out
+                if not rules.can_fetch(self.config.user_agent, url):
+                    return out
+                if requests:
+                    self.stop.wait(max(self.config.delay, out.crawl_delay))
+            resp = self._get(out, url, lambda m: m in SITEMAP_TYPES or m.endswith("+xml"))
+            if resp.location is None:
+                out.links, out.sitemaps = read_sitemap(resp.body, self.config.max_body_bytes)
+            out.location = resp.location
+        except Skip:
+            pass
+        except Exception as e:
+            log.warning("web: reading %s failed: %r", url, e)
+        finally:
+            out.finished = time.monotonic()
         return out
 
     def _get(self, out: Outcome, url: str, wants) -> Response:
@@ -357,7 +400,8 @@ class Crawler:
         html = mime in HTML_TYPES
         text = decode(resp.body, resp.charset, html)
         if html:
-            page = read_html(text, resp.url, self.agent)
+            page = read_html(text, resp.url, self.agent, self.config.max_extract_bytes)
+            out.truncated = page.truncated
         else:
             page = Page(text=text)
         directives = {d.strip().lower() for d in resp.headers.get("x-robots-tag", "").split(",")}
@@ -413,6 +457,13 @@ def crawl_delay(lines: list[str], agent: str) -> float:
         if any(n != "*" and n in name for n in names):
             return delay
     return next((delay for names, delay in groups if "*" in names), 0.0)
+
+
+def _host_or_none(url: str) -> str | None:
+    try:
+        return host_of(url)
+    except ValueError:  # a malformed URL, such as an unclosed IPv6 bracket
+        return None
 
 
 def _http_date(value: str | None) -> str:

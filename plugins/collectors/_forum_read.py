@@ -3,6 +3,7 @@ streaming reader per dump format. Each reader yields ``Post`` objects from one f
 
 from __future__ import annotations
 
+import codecs
 import csv
 import glob
 import hashlib
@@ -23,6 +24,7 @@ from lmforge.errors import ConfigError
 # Pushshift's dumps are compressed with a 2 GiB window, beyond zstd's default limit
 ZSTD_MAX_WINDOW = 2**31
 COMPRESSED = (".zst", ".zstd", ".gz")
+SNIFF_BYTES = 1 << 20  # how much of a dump shows its encoding
 # text that stands for content gone from the site, lower-cased
 GONE = {"[deleted]": "deleted", "[removed]": "removed", "[ removed by reddit ]": "removed", "[removed by reddit]": "removed"}
 MENTION = re.compile(r"(?<![\w/])/?u/([A-Za-z0-9_-]{3,20})\b")
@@ -95,7 +97,29 @@ def open_binary(path: Path):
 
 
 def open_text(path: Path):
-    return io.TextIOWrapper(open_binary(path), encoding="utf-8", errors="replace", newline="")
+    """The file as text, in the encoding its first MiB shows (UTF-8 unless it is not)."""
+    with open_binary(path) as f:
+        sample = f.read(SNIFF_BYTES)
+    return io.TextIOWrapper(open_binary(path), encoding=text_encoding(sample), errors="replace", newline="")
+
+
+def text_encoding(sample: bytes) -> str:
+    """The codec of a dump from its first bytes: a BOM's, UTF-8, else the shared detector's.
+
+    A CSV exported from a spreadsheet is often windows-1252; JSON lines should be UTF-8
+    but are not always. Undecodable bytes further on become U+FFFD.
+    """
+    from lmforge.plugins.collectors import _decode
+
+    for bom, name in _decode.BOMS:
+        if sample.startswith(bom):  # the codecs that read and drop their own BOM
+            return {"utf-8": "utf-8-sig"}.get(name, name[:6])  # utf-16-le -> utf-16
+    try:  # the sample may end inside a character: decode it as a stream that goes on
+        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
+        return "utf-8-sig"
+    except UnicodeDecodeError:
+        pass
+    return _decode.detect(sample) or "utf-8"
 
 
 def detect_format(path: Path) -> str:

@@ -6,7 +6,7 @@ lines are joined into paragraphs (words hyphenated across a line break are mende
 the title and author go into ``meta`` where the file names them. A file that cannot be
 read is skipped and counted by reason: ``corrupt``, ``encrypted``, ``binary``,
 ``undecodable``, ``unreadable`` or ``no_text`` (a scanned PDF), as
-``stats["skipped:corrupt"]``. The readers live in ``_books`` and import ebooklib, pypdf
+``stats["skipped:corrupt"]``, and named with its reason in ``skipped.jsonl``. The readers live in ``_books`` and import ebooklib, pypdf
 and trafilatura only when used.
 """
 
@@ -23,6 +23,7 @@ from typing import Iterator, List
 
 from lmforge import hookimpl
 from lmforge.contracts import Collector, Document
+from lmforge.engine.config import bad_value
 from lmforge.errors import ConfigError
 
 log = logging.getLogger("lmforge")
@@ -40,9 +41,16 @@ class BooksConfig:
     extensions: List[str] = field(default_factory=lambda: [".txt", ".md", ".html", ".epub", ".pdf"])
 
     def __post_init__(self) -> None:
+        # an empty list of paths is allowed here (the default must build) and refused when collecting
+        if any(not entry.strip() for entry in self.paths):
+            raise bad_value("paths", self.paths, "an entry is empty; each is a folder or a glob of files", ["~/books"])
         self.extensions = [e.lower() if e.startswith(".") else f".{e.lower()}" for e in self.extensions]
+        if not self.extensions:
+            raise bad_value("extensions", self.extensions, f"must name one or more of {', '.join(FORMATS)}", [".txt"])
         if unknown := [e for e in self.extensions if e not in FORMATS]:
-            raise ValueError(f"extensions: no reader for {', '.join(unknown)}; the books collector reads {', '.join(FORMATS)}")
+            raise bad_value(
+                "extensions", self.extensions, f"no reader for {', '.join(unknown)}; the books collector reads {', '.join(FORMATS)}", [".txt", ".epub"]
+            )
 
 
 class Books(Collector):
@@ -96,31 +104,39 @@ class Books(Collector):
 
     def documents(self, workdir: Path, stats: Counter) -> Iterator[Document]:
         from lmforge.plugins.collectors import _books
+        from lmforge.plugins.collectors._skiplog import SkipLog
 
         ids: set[str] = set()
-        for path, rel in self.files():
-            if not rel.isprintable():  # a file name that is not UTF-8 cannot make an id
-                stats["skipped:bad_path"] += 1
-                continue
-            try:
-                book = _books.read(path)
-            except _books.Unreadable as exc:
-                log.debug("books: skipped %s (%s)", path, exc)
-                stats[f"skipped:{exc.reason}"] += 1
-                continue
-            doc_id = f"books/{rel}"
-            n = 1
-            while doc_id in ids:  # two folders of the same name hold the same path
-                n += 1
-                doc_id = f"books/{rel}#{n}"
-            ids.add(doc_id)
-            yield Document(
-                id=doc_id,
-                text=book.text,
-                source=self.name,
-                uri=path.resolve().as_uri(),
-                meta={"path": rel, "format": FORMATS[path.suffix.lower()], **book.meta},
-            )
+        with SkipLog(workdir) as skipped:
+            for path, rel in self.files():
+                if not rel.isprintable():  # a file name that is not UTF-8 cannot make an id
+                    stats["skipped:bad_path"] += 1
+                    skipped.add(str(path), "bad_path")
+                    continue
+                try:
+                    book = _books.read(path)
+                except _books.Unreadable as exc:
+                    log.debug("books: skipped %s (%s)", path, exc)
+                    stats[f"skipped:{exc.reason}"] += 1
+                    skipped.add(str(path), exc.reason, str(exc))
+                    continue
+                yield self._document(path, rel, book, ids)
+
+    def _document(self, path: Path, rel: str, book, ids: set[str]) -> Document:
+        """The book's document; ``ids`` holds the ids given so far, and gets this one."""
+        doc_id = f"books/{rel}"
+        n = 1
+        while doc_id in ids:  # two folders of the same name hold the same path
+            n += 1
+            doc_id = f"books/{rel}#{n}"
+        ids.add(doc_id)
+        return Document(
+            id=doc_id,
+            text=book.text,
+            source=self.name,
+            uri=path.resolve().as_uri(),
+            meta={"path": rel, "format": FORMATS[path.suffix.lower()], **book.meta},
+        )
 
 
 def _static_prefix(pattern: str) -> str:

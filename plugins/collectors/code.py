@@ -5,7 +5,8 @@ Each entry of ``repos`` is a local folder, read in place, or a URL, cloned with
 files git tracks are read in sorted order; those of the chosen ``languages`` become
 documents; the rest are counted by reason: ``vendored``, ``generated`` (markers such as
 "DO NOT EDIT" in the header, lock files), ``language`` (not chosen), ``oversized``,
-``binary``, ``minified``, ``empty``, ``symlink``, ``submodule``, ``missing``, ``bad_path``. ``Document.license`` is the file's own ``SPDX-License-Identifier``
+``binary``, ``minified``, ``empty``, ``symlink``, ``submodule``, ``missing``, ``bad_path``, and named
+in ``skipped.jsonl``. ``Document.license`` is the file's own ``SPDX-License-Identifier``
 header, else the licence of the repository's LICENSE/COPYING file.
 """
 
@@ -20,6 +21,7 @@ from typing import Iterator, List
 
 from lmforge import hookimpl
 from lmforge.contracts import Collector, Document
+from lmforge.engine.config import bad_value, check_count
 from lmforge.errors import ConfigError
 from lmforge.plugins.collectors import _code  # standard library only: cheap to import
 
@@ -35,9 +37,17 @@ class CodeConfig:
     max_avg_line_length: int = 100
 
     def __post_init__(self) -> None:
+        # an empty list of repos is allowed here (the default must build) and refused when collecting
+        if any(not spec.strip() for spec in self.repos):
+            raise bad_value("repos", self.repos, "an entry is empty; each is a local folder or a git URL", ["~/src/project"])
         self.languages = [lang.lower() for lang in self.languages]
+        if not self.languages:
+            raise bad_value("languages", self.languages, f"must name one or more of {', '.join(sorted(_code.LANGUAGES))}", ["python"])
         if unknown := [lang for lang in self.languages if lang not in _code.LANGUAGES]:
-            raise ValueError(f"languages: unknown {', '.join(unknown)}; choose from {', '.join(sorted(_code.LANGUAGES))}")
+            raise bad_value("languages", self.languages, f"unknown {', '.join(unknown)}; choose from {', '.join(sorted(_code.LANGUAGES))}", ["python"])
+        check_count(self, "max_file_bytes", 1, 1_000_000)
+        check_count(self, "max_line_length", 1, 1000)
+        check_count(self, "max_avg_line_length", 1, 100)
 
 
 class Code(Collector):
@@ -71,26 +81,33 @@ class Code(Collector):
         return digest.hexdigest()[:16]
 
     def documents(self, workdir: Path, stats: Counter) -> Iterator[Document]:
+        from lmforge.plugins.collectors._skiplog import SkipLog
+
         specs = self._specs()
-        for spec, name in zip(specs, _code.repo_names(specs)):
-            repo = _code.Repo.open(spec, name, workdir)
-            tracked = repo.files()
-            license = _code.repo_license(repo.root, tracked)
-            log.info("code: %s at %s, %d files, licence %s", spec, repo.commit[:12] or "(no commit)", len(tracked), license or "unknown")
-            for path in tracked:
-                language = _code.language(path)
-                text, reason = self._read(repo.root / path, path, language)
-                if reason:
-                    stats[f"skipped:{reason}"] += 1
-                    continue
-                yield Document(
-                    id=f"code/{repo.name}/{path}",
-                    text=text,
-                    source=self.name,
-                    uri=repo.uri(path),
-                    license=_code.spdx_header(text) or license,
-                    meta={"repo": repo.name, "path": path, "commit": repo.commit, "language": language},
-                )
+        with SkipLog(workdir) as skipped:
+            for spec, name in zip(specs, _code.repo_names(specs)):
+                yield from self._repo_documents(spec, name, workdir, stats, skipped)
+
+    def _repo_documents(self, spec: str, name: str, workdir: Path, stats: Counter, skipped) -> Iterator[Document]:
+        repo = _code.Repo.open(spec, name, workdir)
+        tracked = repo.files()
+        license = _code.repo_license(repo.root, tracked)
+        log.info("code: %s at %s, %d files, licence %s", spec, repo.commit[:12] or "(no commit)", len(tracked), license or "unknown")
+        for path in tracked:
+            language = _code.language(path)
+            text, reason = self._read(repo.root / path, path, language)
+            if reason:
+                stats[f"skipped:{reason}"] += 1
+                skipped.add(repo.uri(path), reason)
+                continue
+            yield Document(
+                id=f"code/{repo.name}/{path}",
+                text=text,
+                source=self.name,
+                uri=repo.uri(path),
+                license=_code.spdx_header(text) or license,
+                meta={"repo": repo.name, "path": path, "commit": repo.commit, "language": language},
+            )
 
     def _read(self, file: Path, path: str, language: str | None) -> tuple[str, str | None]:
         """The file's text, or "" and the reason it is skipped."""

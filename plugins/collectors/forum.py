@@ -18,6 +18,7 @@ from typing import Dict, Iterator, List
 
 from lmforge import hookimpl
 from lmforge.contracts import Collector, Document
+from lmforge.engine.config import bad_value
 
 FORMATS = ("auto", "jsonl", "csv", "parquet", "reddit", "stackexchange")
 FIELDS = ("id", "text", "author", "parent", "title", "created", "deleted")
@@ -32,12 +33,18 @@ class ForumConfig:
     license: str = ""
 
     def __post_init__(self) -> None:
+        # an empty list of paths is allowed here (the default must build) and refused when collecting
+        if any(not entry.strip() for entry in self.paths):
+            raise bad_value("paths", self.paths, "an entry is empty; each is a dump file, a folder or a glob", ["/data/RC_2019-04.zst"])
         if self.format not in FORMATS:
-            raise ValueError(f"format={self.format!r} is not one of {', '.join(FORMATS)}")
+            raise bad_value("format", self.format, f"must be one of {', '.join(FORMATS)}", "auto")
         if unknown := sorted(set(self.fields) - set(FIELDS)):
-            raise ValueError(f"fields: unknown key(s) {', '.join(unknown)}; the mapping takes {', '.join(FIELDS)}")
+            raise ValueError(f"fields: unknown key(s) {', '.join(unknown)}; the mapping takes {', '.join(FIELDS)}; e.g. fields.text=body")
+        for key, column in self.fields.items():
+            if not column.strip():
+                raise bad_value(f"fields.{key}", column, "must name the dump's column", key)
         if not self.salt:
-            raise ValueError("salt must not be empty: pseudonyms are an HMAC keyed by it")
+            raise bad_value("salt", self.salt, "must not be empty, since author pseudonyms are an HMAC keyed by it", "my-secret-salt")
 
 
 class Forum(Collector):

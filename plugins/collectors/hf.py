@@ -20,6 +20,7 @@ from typing import Iterator, List, Optional
 
 from lmforge import hookimpl
 from lmforge.contracts import Collector, Document
+from lmforge.engine.config import bad_value, check_count
 from lmforge.errors import ConfigError
 
 BUILDERS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv", ".txt": "text"}
@@ -47,15 +48,24 @@ class HfConfig:
 
     def __post_init__(self) -> None:
         # only what was set explicitly is checked: the defaults must compose and build
+        examples = {"path": "HuggingFaceFW/fineweb-edu", "subset": "sample-10BT", "id_field": "id", "revision": "main"}
+        for key, example in examples.items():
+            if (value := getattr(self, key)) is not None and not value.strip():
+                raise bad_value(key, value, "must not be empty; null leaves it out", example)
+        for key, example in (("split", "train"), ("text_field", "text")):
+            if not getattr(self, key).strip():
+                raise bad_value(key, getattr(self, key), "must not be empty", example)
+        if any(not f.strip() for f in self.data_files):
+            raise bad_value("data_files", self.data_files, "an entry is empty; each is a local file or glob", ["/data/part-0.parquet"])
         if self.path in set(BUILDERS.values()) and not self.data_files:
-            raise ValueError(f"path={self.path} is a builder for local files: list them in data_files")
+            raise ValueError(f"path={self.path} is a builder for local files: list them in data_files; e.g. data_files=[/data/part-0.{self.path}]")
         if self.data_files and self.path is None and len({builder_for(f) for f in self.data_files}) != 1:
-            raise ValueError(
-                f"data_files {self.data_files}: cannot tell one builder from their extensions "
-                f"({', '.join(BUILDERS)}); set path to parquet, json, csv or text"
-            )
-        if self.max_documents is not None and self.max_documents < 1:
-            raise ValueError(f"max_documents={self.max_documents} must be at least 1, or null for all")
+            raise bad_value(
+                "data_files", self.data_files,
+                f"cannot tell one builder from their extensions ({', '.join(BUILDERS)}); set path to parquet, json, csv or text",
+                ["/data/part-0.parquet", "/data/part-1.parquet"],
+            )  # fmt: skip
+        check_count(self, "max_documents", 1, 10_000, optional=True)
 
 
 class Hf(Collector):

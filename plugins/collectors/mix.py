@@ -38,6 +38,7 @@ lets the resumable ones continue, and goes on with the same interleave.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ from typing import Any, Iterator, List, Optional
 
 from lmforge import hookimpl
 from lmforge.contracts import Collector, Document
+from lmforge.engine.config import check_count, shown
 from lmforge.errors import ConfigError
 
 STATE = "mix-state.json"
@@ -59,11 +61,11 @@ class MixConfig:
     max_documents: Optional[int] = None
 
     def __post_init__(self) -> None:
-        # builds nothing: checks every source and its collector's options
+        # builds nothing: checks every source and its collector's options. An empty list is
+        # allowed here (the default must build) and refused when collecting.
         parse_sources(self.sources)
-        for key in ("max_bytes", "max_documents"):
-            if (value := getattr(self, key)) is not None and value < 1:
-                raise ConfigError(f"collector.{key}={value} must be at least 1, or null for no limit")
+        check_count(self, "max_bytes", 1, 100_000_000, optional=True)
+        check_count(self, "max_documents", 1, 10_000, optional=True)
 
 
 @dataclass
@@ -77,7 +79,11 @@ class Source:
 
 
 def parse_sources(sources: list) -> list[Source]:
-    """Check the ``sources`` list and resolve each collector against its schema."""
+    """Check the ``sources`` list and resolve each collector against its schema.
+
+    Errors are ``ConfigError``s naming the full key (``collector.sources[1].weight``), since
+    the mix also calls this outside the config check.
+    """
     from lmforge.hydra_bridge import component_config
 
     parsed = []
@@ -88,17 +94,25 @@ def parse_sources(sources: list) -> list[Source]:
         if unknown := sorted(set(item) - set(SOURCE_KEYS)):
             raise ConfigError(f"{key}: unknown key(s) {', '.join(unknown)}; a source takes {', '.join(SOURCE_KEYS)}")
         weight = item.get("weight", 1.0)
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
-            raise ConfigError(f"{key}.weight={weight!r} must be a number above 0; remove the source to leave it out")
-        for budget in ("max_bytes", "max_documents"):
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight < math.inf:
+            raise ConfigError(
+                f"{key}.weight={shown(weight)}: must be a finite number above 0 (remove the source to leave it out); e.g. {key}.weight=1.0"
+            )
+        for budget, example in (("max_bytes", 10_000_000), ("max_documents", 10_000)):
             value = item.get(budget)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ConfigError(f"{key}.{budget}={value!r} must be a whole number of at least 1, or null for no limit")
+                raise ConfigError(f"{key}.{budget}={shown(value)}: must be a whole number of at least 1, or null; e.g. {key}.{budget}={example}")
+        label = item.get("label")
+        if label is not None and not (isinstance(label, str) and re.fullmatch(r"\w[\w.-]*", label)):
+            # the label names the source's work folder and prefixes its ids
+            raise ConfigError(f"{key}.label={shown(label)}: must be a name of letters, digits, '_', '-' and '.'; e.g. {key}.label=code")
         try:
             entry, config = component_config("collector", item["collector"], f"{key}.collector")
         except ConfigError as exc:
             if f"{key}.collector" in str(exc):
                 raise
+            if str(exc).startswith("collector."):  # a sub-collector's own ConfigError names its keys from the top
+                raise ConfigError(re.sub(r"(?<![\w./\[])collector\.", f"{key}.collector.", str(exc))) from None
             raise ConfigError(f"{key}.collector.name: {exc}") from None
         parsed.append(Source(item.get("label") or entry.cls.name, entry, config, float(weight), item.get("max_bytes"), item.get("max_documents")))
     names = Counter(s.label for s in parsed)

@@ -18,6 +18,7 @@ from typing import Iterator, List, Optional
 
 from lmforge import hookimpl
 from lmforge.contracts import Collector, Document
+from lmforge.engine.config import bad_value, check_count
 
 TEST_FOLDERS = {"test", "tests", "idle_test"}
 NOT_STDLIB = {"site-packages", "dist-packages", "__pycache__"}
@@ -28,6 +29,11 @@ class StdlibConfig:
     include_tests: bool = False
     globs: List[str] = field(default_factory=lambda: ["**/*.py"])
     max_bytes: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if not self.globs or any(not g.strip() for g in self.globs):
+            raise bad_value("globs", self.globs, "must list one or more non-empty patterns", ["**/*.py"])
+        check_count(self, "max_bytes", 1, 10_000_000, optional=True)
 
 
 def glob_regex(pattern: str) -> re.Pattern:

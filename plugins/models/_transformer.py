@@ -32,7 +32,8 @@ def rope_tables(head_dim: int, max_seq_len: int, theta: float) -> tuple[torch.Te
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    # x: (B, H, T, D); cos, sin: (T, D). Rotation in float32 so bf16 keeps long positions apart.
+    # x: (B, H, T, D); cos, sin: (T, D), or (B, 1, T, D) for per-row positions.
+    # Rotation in float32 so bf16 keeps long positions apart.
     x1, x2 = x.float().chunk(2, dim=-1)
     rotated = torch.cat([-x2, x1], dim=-1)
     return (x.float() * cos + rotated * sin).type_as(x)
@@ -42,6 +43,17 @@ def causal_mask(T: int, S: int, device=None) -> torch.Tensor:
     """(T, S) bool, True where the query may attend: the T queries are the last T of S positions."""
     offset = S - T
     return torch.arange(S, device=device)[None, :] <= torch.arange(offset, S, device=device)[:, None]
+
+
+def padding_mask(key_mask: torch.Tensor, T: int) -> torch.Tensor:
+    """(B, 1, T, S) bool for left-padded rows: causal, and blind to padded keys.
+
+    ``key_mask`` (B, S) is True at real tokens. A padded query still sees itself, so that
+    no row of scores is all -inf (softmax would give NaN, and NaN would reach the cache).
+    """
+    B, S = key_mask.shape
+    own = torch.arange(S, device=key_mask.device)[None, :] == torch.arange(S - T, S, device=key_mask.device)[:, None]
+    return (causal_mask(T, S, key_mask.device) & (key_mask[:, None, :] | own))[:, None]  # (B, 1, T, S)
 
 
 class KVCache:
@@ -85,7 +97,8 @@ class CausalSelfAttention(nn.Module):
         self.dropout = config.dropout
         self.resid_drop = nn.Dropout(config.dropout)
 
-    def forward(self, x, rope=None, cache=None, return_attention=False):
+    def forward(self, x, rope=None, cache=None, return_attention=False, mask=None):
+        # mask: (B, 1, T, S) bool from padding_mask, or None for unpadded rows
         B, T, C = x.shape
         kv_dim = self.n_kv_head * self.head_dim
         q, k, v = self.qkv(x).split([C, kv_dim, kv_dim], dim=-1)
@@ -106,9 +119,11 @@ class CausalSelfAttention(nn.Module):
         att = None
         if return_attention:
             scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)  # (B, H, T, S)
-            scores = scores.masked_fill(~causal_mask(T, S, x.device), float("-inf"))
+            scores = scores.masked_fill(~(causal_mask(T, S, x.device) if mask is None else mask), float("-inf"))
             att = F.softmax(scores.float(), dim=-1).type_as(q)
             y = F.dropout(att, dropout, self.training) @ v  # (B, H, T, D)
+        elif mask is not None:  # left-padded rows
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         elif S == T:  # no cache, or its prefill: the flash kernel's causal path
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
         elif T == 1:  # one new token sees every cached position
@@ -155,8 +170,8 @@ class Block(nn.Module):
         self.norm2 = make_norm(config)
         self.mlp = MLP(config)
 
-    def forward(self, x, rope=None, cache=None, return_attention=False):
-        y, att = self.attn(self.norm1(x), rope, cache, return_attention)
+    def forward(self, x, rope=None, cache=None, return_attention=False, mask=None):
+        y, att = self.attn(self.norm1(x), rope, cache, return_attention, mask)
         x = x + y
         x = x + self.mlp(self.norm2(x))
         return x, att
@@ -164,6 +179,7 @@ class Block(nn.Module):
 
 class GPT(nn.Module):
     supports_cache = True
+    supports_padding = True  # forward takes key_mask and positions: left-padded rows decode as one batch
 
     def __init__(self, config, vocab_size: int, max_seq_len: int):
         super().__init__()
@@ -217,7 +233,13 @@ class GPT(nn.Module):
             device=device or weight.device, dtype=dtype or weight.dtype,
         )
 
-    def forward(self, idx: torch.Tensor, *, cache: KVCache | None = None, return_attention: bool = False):
+    def forward(
+        self, idx: torch.Tensor, *, cache: KVCache | None = None, return_attention: bool = False,
+        key_mask: torch.Tensor | None = None, positions: torch.Tensor | None = None,
+    ):
+        """``key_mask`` (B, S), S = cached + new positions, is False at left padding;
+        ``positions`` (B, T) are each new token's position in its own row (default: the
+        cache position). Both are for batches of prompts of different lengths."""
         B, T = idx.shape
         pos = 0
         if cache is not None:
@@ -235,17 +257,28 @@ class GPT(nn.Module):
                 f"crop the input to its last {self.max_seq_len} tokens"
             )
 
+        mask = None
+        if key_mask is not None:
+            if key_mask.shape != (B, pos + T):
+                raise ValueError(f"key_mask has shape {tuple(key_mask.shape)}; it needs (batch, cached + new) = {(B, pos + T)}")
+            mask = padding_mask(key_mask.bool(), T)  # (B, 1, T, S)
+
         x = self.wte(idx)  # (B, T, C)
-        if self.wpe is not None:
-            x = x + self.wpe(torch.arange(pos, pos + T, device=idx.device))  # (T, C) broadcast
-        x = self.drop(x)
         rope = None
-        if self.wpe is None:
-            rope = (self.rope_cos[pos : pos + T], self.rope_sin[pos : pos + T])  # (T, D) each
+        if positions is None:
+            if self.wpe is not None:
+                x = x + self.wpe(torch.arange(pos, pos + T, device=idx.device))  # (T, C) broadcast
+            else:
+                rope = (self.rope_cos[pos : pos + T], self.rope_sin[pos : pos + T])  # (T, D) each
+        elif self.wpe is not None:  # per-row positions: a left-padded row counts from its first real token
+            x = x + self.wpe(positions)  # (B, T, C)
+        else:
+            rope = (self.rope_cos[positions][:, None], self.rope_sin[positions][:, None])  # (B, 1, T, D) each
+        x = self.drop(x)
 
         attention = [] if return_attention else None
         for block in self.blocks:
-            x, att = block(x, rope, cache, return_attention)
+            x, att = block(x, rope, cache, return_attention, mask)
             if return_attention:
                 attention.append(att)  # (B, H, T, S)
         if cache is not None:

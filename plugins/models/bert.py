@@ -14,7 +14,7 @@ from typing import Optional
 
 from lmforge import hookimpl
 from lmforge.contracts import Architecture
-from lmforge.plugins.models import size_dims
+from lmforge.plugins.models import check_dims, check_positive, check_rate, size_dims
 
 # model.size picks a row; a dimension set explicitly (model.n_layer=6) wins over it.
 # base is BERT-base (Devlin et al. 2019); small is the 6-layer, 384-wide MiniLM shape.
@@ -40,13 +40,14 @@ class BertConfig:
         if self.norm_position not in ("post", "pre"):
             raise ValueError(f"model.norm_position={self.norm_position!r} is not one of post, pre")
         dims = size_dims(self, SIZES)
+        check_dims(dims, SIZES)
+        check_positive("mlp_ratio", self.mlp_ratio, 4.0)
+        check_rate("dropout", self.dropout)
         if dims["n_embd"] % dims["n_head"]:
             raise ValueError(
                 f"model.n_embd={dims['n_embd']} must divide by model.n_head={dims['n_head']} "
                 f"(model.size={self.size} gives the dimensions not set)"
             )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"model.dropout={self.dropout} must be in [0, 1)")
 
     def resolved(self) -> "BertConfig":
         """A copy with every dimension filled in from the size table."""

@@ -12,7 +12,7 @@ from typing import Optional
 
 from lmforge import hookimpl
 from lmforge.contracts import Architecture
-from lmforge.plugins.models import size_dims
+from lmforge.plugins.models import check_dims, check_rate, size_dims
 
 # model.size picks a row; a dimension set explicitly (model.hidden=512) wins over it.
 # base is the AWD-LSTM shape (Merity et al. 2017): 3 layers, 400-wide embeddings, 1150 units.
@@ -36,11 +36,8 @@ class RNNConfig:
     def __post_init__(self) -> None:
         if self.cell not in ("lstm", "gru"):
             raise ValueError(f"model.cell={self.cell!r} is not one of lstm, gru")
-        dims = size_dims(self, SIZES)
-        if min(dims.values()) < 1:
-            raise ValueError(f"model.n_layer, model.n_embd and model.hidden must be >= 1, got {dims}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"model.dropout={self.dropout} must be in [0, 1)")
+        check_dims(size_dims(self, SIZES), SIZES)
+        check_rate("dropout", self.dropout)
 
     def resolved(self) -> "RNNConfig":
         """A copy with every dimension filled in from the size table."""

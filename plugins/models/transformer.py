@@ -12,7 +12,7 @@ from typing import Optional
 
 from lmforge import hookimpl
 from lmforge.contracts import Architecture
-from lmforge.plugins.models import size_dims
+from lmforge.plugins.models import check_dims, check_positive, check_rate, size_dims
 
 # model.size picks a row; a dimension set explicitly (model.n_layer=6) wins over it.
 # tiny is the default and what the tests train; base is GPT-2 small (Radford et al. 2019).
@@ -45,6 +45,10 @@ class TransformerConfig:
             if getattr(self, key) not in allowed:
                 raise ValueError(f"model.{key}={getattr(self, key)!r} is not one of {', '.join(allowed)}")
         dims = size_dims(self, SIZES)
+        check_dims(dims | ({"n_kv_head": self.n_kv_head} if self.n_kv_head is not None else {}), SIZES)
+        check_positive("mlp_ratio", self.mlp_ratio, 4.0)
+        check_positive("rope_theta", self.rope_theta, 10000.0)
+        check_rate("dropout", self.dropout)
         kv = self.n_kv_head or dims["n_head"]
         if dims["n_embd"] % dims["n_head"] or dims["n_head"] % kv:
             raise ValueError(

@@ -12,13 +12,14 @@ follows the corpus order, which is deterministic.
 Counts: ``dropped:exact_duplicate`` and ``dropped:near_duplicate``.
 
 The index must see every document, so the step sets ``parallel = False`` and keeps the
-index on the instance across shards. It lives only for one run of the stage: when an
-interrupted preprocess stage resumes, the shards written before the interruption are
-not indexed again, so a document in a new shard that duplicates one in an old shard
-is kept. Rerun the stage from scratch (clear its cache) when exactness matters.
+index on the instance across shards. Its state (the exact hashes and the MinHash
+signature of every document in the LSH index, as arrays) is saved after each shard, so
+an interrupted preprocess stage resumes with the index rebuilt as it was, and writes
+what an uninterrupted run writes.
 
-Memory: about ``num_perm`` × 8 bytes per kept document for the index, plus 16 bytes
-for the exact hash; 128 permutations cost roughly 1 GB per million documents.
+Memory: about ``num_perm`` × 8 bytes per kept document for the index, plus ``num_perm``
+× 4 bytes for its signature kept for resuming and 16 bytes for the exact hash; 128
+permutations cost roughly 1.5 GB per million documents.
 """
 
 from __future__ import annotations
@@ -74,37 +75,80 @@ class Dedup(Preprocessor):
     name = "dedup"
     Config = DedupConfig
     parallel = False
+    drop_reasons = {"near_duplicate": "threshold", "exact_duplicate": "exact"}
 
     def __init__(self, config: DedupConfig | None = None) -> None:
         super().__init__(config)
         self._hashes: set[bytes] = set()
         self._lsh = None  # datasketch.MinHashLSH, built in setup
         self._empty = None  # a MinHash whose permutations every document's reuses
-        self._kept = 0
+        self._signatures = None  # (rows, num_perm): row i is the signature the index holds under key i
+        self._rows = 0
 
     def setup(self) -> None:
+        import numpy as np
         from datasketch import MinHash, MinHashLSH
 
         c = self.config
-        self._hashes, self._kept = set(), 0
+        self._hashes = set()
         if c.near:
             self._lsh = MinHashLSH(threshold=c.threshold, num_perm=c.num_perm)
             self._empty = MinHash(num_perm=c.num_perm, seed=c.seed)
+            self._signatures, self._rows = np.empty((0, c.num_perm), self._empty.hashvalues.dtype), 0
 
-    def state(self):
-        return self._hashes, self._lsh, self._kept
+    def state(self) -> dict:
+        import numpy as np
 
-    def restore(self, state) -> None:
-        self._hashes, self._lsh, self._kept = state
+        exact = np.frombuffer(b"".join(self._hashes), dtype=np.uint8).reshape(-1, 16)
+        near = self._signatures[: self._rows] if self._signatures is not None else None
+        return {"exact": exact, "near": near}
 
-    def _minhash(self, text: str):
+    def restore(self, state: dict) -> None:
+        """Rebuild the exact hashes and the LSH index from the saved arrays, in key order, so
+        the index is the one the interrupted run held."""
+        import numpy as np
+
+        exact, near = state["exact"], state["near"]
+        if not isinstance(exact, np.ndarray) or exact.ndim != 2 or exact.shape[1] != 16:
+            raise ValueError(f"exact hashes of shape {getattr(exact, 'shape', None)}, expected (n, 16)")
+        if self.config.near and self._lsh is None:
+            self.setup()
+        data = exact.tobytes()
+        self._hashes = {data[i : i + 16] for i in range(0, len(data), 16)}
+        if not self.config.near:
+            return
+        if not isinstance(near, np.ndarray) or near.shape[1:] != self._signatures.shape[1:] or near.dtype != self._signatures.dtype:
+            raise ValueError(
+                f"signatures of shape {getattr(near, 'shape', None)} and type {getattr(near, 'dtype', None)}, "
+                f"expected (n, {self.config.num_perm}) of {self._signatures.dtype} (saved by another datasketch version?)"
+            )
+        for row in near:
+            self._index(self._sketch(row))
+
+    def _sketch(self, hashvalues=None):
         from datasketch import MinHash
 
         # drawing the permutations costs more than hashing a short document: reuse them
         e = self._empty
-        m = MinHash(seed=e.seed, hashvalues=e.hashvalues, permutations=e.permutations, scheme=e.scheme)
+        hashvalues = e.hashvalues if hashvalues is None else hashvalues
+        return MinHash(seed=e.seed, hashvalues=hashvalues, permutations=e.permutations, scheme=e.scheme)
+
+    def _minhash(self, text: str):
+        m = self._sketch()
         m.update_batch(list(shingles(text, self.config.shingle, self.config.ngram)))
         return m
+
+    def _index(self, m) -> None:
+        """Add a kept document's MinHash to the LSH index, and its signature to the saved rows."""
+        import numpy as np
+
+        if self._rows == len(self._signatures):  # grow by doubling: appends cost O(1) on average
+            grown = np.empty((max(1024, 2 * self._rows), self.config.num_perm), self._signatures.dtype)
+            grown[: self._rows] = self._signatures[: self._rows]
+            self._signatures = grown
+        self._signatures[self._rows] = m.hashvalues
+        self._lsh.insert(self._rows, m, check_duplication=False)
+        self._rows += 1
 
     def process(self, docs: Iterable[Document], stats: Counter) -> Iterator[Document]:
         if self.config.near and self._lsh is None:
@@ -122,8 +166,7 @@ class Dedup(Preprocessor):
                 if self._lsh.query(m):
                     stats["dropped:near_duplicate"] += 1
                     continue
-                self._lsh.insert(self._kept, m, check_duplication=False)
-            self._kept += 1
+                self._index(m)
             yield doc
 
 

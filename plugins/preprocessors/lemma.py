@@ -48,7 +48,7 @@ class LemmaConfig:
         elif not lookup_table_exists(self.lang):
             raise bad_option("lang", f"spacy-lookups-data has no lemma lookup table for {self.lang!r}: choose another lang or name a trained pipeline")
         if self.batch_size < 1:
-            raise bad_option("batch_size", f"batch_size must be at least 1, got {self.batch_size}")
+            raise ValueError(f"batch_size={self.batch_size}: must be at least 1; e.g. batch_size=256")
 
 
 class Lemma(SpacyStep):

@@ -99,6 +99,8 @@ class PiiConfig:
     def __post_init__(self) -> None:
         if unknown := sorted(set(self.kinds) - set(KINDS)):
             raise ValueError(f"kinds: unknown {unknown}; choose from {list(KINDS)}")
+        if self.min_entropy < 0:
+            raise ValueError(f"min_entropy={self.min_entropy}: bits per character, 0 or more; e.g. min_entropy=3.0")
 
 
 def luhn(digits: str) -> bool:

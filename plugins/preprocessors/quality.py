@@ -60,6 +60,13 @@ class QualityConfig:
     max_dup_10gram_char_fraction: Optional[float] = 0.10
 
     def __post_init__(self) -> None:
+        for key, value in vars(self).items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool):  # None: the rule is off
+                continue
+            if key.endswith(("_ratio", "_fraction")) and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{key}={value}: a share, from 0 to 1, or null for off; e.g. {key}={getattr(QualityConfig, key)}")
+            if value < 0:
+                raise ValueError(f"{key}={value}: must be 0 or more, or null for off; e.g. {key}={getattr(QualityConfig, key)}")
         for lo, hi in (("min_chars", "max_chars"), ("min_words", "max_words"), ("min_mean_word_length", "max_mean_word_length")):
             a, b = getattr(self, lo), getattr(self, hi)
             if a is not None and b is not None and a > b:
@@ -158,6 +165,8 @@ class DocumentStats:
 class Quality(Preprocessor):
     name = "quality"
     Config = QualityConfig
+    # every rule is named after its threshold, and counted as dropped:quality_<threshold>
+    drop_reasons = {f"quality_{key}": key for key in QualityConfig.__dataclass_fields__}
 
     def __init__(self, config: QualityConfig | None = None) -> None:
         super().__init__(config)

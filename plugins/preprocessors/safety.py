@@ -44,6 +44,10 @@ class SafetyConfig:
             raise ValueError(f"action={self.action!r}: use drop (remove flagged documents) or tag (keep them, marked in meta)")
         if not 0.0 <= self.threshold < 1.0:
             raise ValueError(f"threshold={self.threshold}: a share of words, at least 0 and below 1, such as 0.01")
+        if self.max_count is not None and self.max_count < 0:
+            raise ValueError(f"max_count={self.max_count}: a number of matching words, 0 or more, or null for off; e.g. max_count=3")
+        if any(not entry.strip() for entry in self.lexicon):
+            raise ValueError(f"lexicon={list(self.lexicon)}: holds an empty entry; give words or phrases")
         if missing := [p for p in self.lexicon_files if not Path(p).expanduser().is_file()]:
             raise ValueError(f"lexicon_files: no file at {', '.join(missing)}; give word lists with one entry a line")
 
@@ -55,6 +59,7 @@ def words(text: str) -> list[str]:
 class Safety(Preprocessor):
     name = "safety"
     Config = SafetyConfig
+    drop_reasons = {"unsafe": "threshold"}  # or max_count, when set; or action=tag to keep them
 
     def __init__(self, config: SafetyConfig | None = None) -> None:
         super().__init__(config)

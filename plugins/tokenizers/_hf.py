@@ -11,6 +11,7 @@ gives the same ids in ``transformers.PreTrainedTokenizerFast`` with
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -26,9 +27,20 @@ def check_special_tokens(kind: str, special_tokens: dict[str, str], required: It
             f"tokenizer={kind}: special_tokens has no token for the role(s) {roles}; "
             f"add one, as tokenizer.special_tokens.{missing[0]}=..."
         )
+    for role, token in special_tokens.items():
+        if not token:
+            raise ValueError(f"special_tokens.{role}='': a special token must be a non-empty string; e.g. special_tokens.{role}=<{role}>")
     tokens = list(special_tokens.values())
     if len(set(tokens)) != len(tokens):
         raise ValueError(f"tokenizer={kind}: special_tokens gives the same token to two roles: {special_tokens}")
+
+
+def check_counts(config: Any, *keys: str) -> None:
+    """Each of ``keys`` must be at least 1; the message suggests the field's default."""
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    for key in keys:
+        if (value := getattr(config, key)) < 1:
+            raise ValueError(f"{key}={value}: must be at least 1; e.g. {key}={defaults[key]}")
 
 
 class HFTokenizer(Tokenizer):

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterator
 
 from lmforge import hookimpl
-from lmforge.plugins.tokenizers._hf import HFTokenizer
+from lmforge.plugins.tokenizers._hf import HFTokenizer, check_counts, check_special_tokens
 
 
 @dataclass
@@ -19,9 +19,11 @@ class BPEConfig:
     special_tokens: Dict[str, str] = field(default_factory=lambda: {"eos": "<|endoftext|>", "pad": "<|pad|>"})
 
     def __post_init__(self) -> None:
+        check_special_tokens("bpe", self.special_tokens)
         floor = 256 + len(self.special_tokens)
         if self.vocab_size < floor:
             raise ValueError(f"vocab_size={self.vocab_size} is below the 256 bytes plus special tokens ({floor})")
+        check_counts(self, "min_frequency")
 
 
 class BPE(HFTokenizer):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterator
 
 from lmforge import hookimpl
-from lmforge.plugins.tokenizers._hf import HFTokenizer, check_special_tokens
+from lmforge.plugins.tokenizers._hf import HFTokenizer, check_counts, check_special_tokens
 
 BYTE_PIECES = [f"<0x{b:02X}>" for b in range(256)]
 # Byte pieces sit in the model's vocabulary like any other piece; scoring them far below
@@ -39,6 +39,9 @@ class UnigramConfig:
         if self.vocab_size < floor:
             with_bytes = " and the 256 byte pieces of byte_fallback" if self.byte_fallback else ""
             raise ValueError(f"vocab_size={self.vocab_size} leaves no room beside the special tokens{with_bytes}; use at least {floor}")
+        check_counts(self, "max_piece_length", "n_sub_iterations")
+        if not 0.0 < self.shrinking_factor < 1.0:
+            raise ValueError(f"shrinking_factor={self.shrinking_factor}: must be above 0 and below 1; e.g. shrinking_factor=0.75")
 
 
 class Unigram(HFTokenizer):

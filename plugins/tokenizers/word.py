@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterator
 
 from lmforge import hookimpl
-from lmforge.plugins.tokenizers._hf import HFTokenizer, check_special_tokens
+from lmforge.plugins.preprocessors._spacy import spacy_language_exists
+from lmforge.plugins.tokenizers._hf import HFTokenizer, check_counts, check_special_tokens
 
 LETTER = r"[^\W\d_]"
 CLITIC = r"n't(?!\w)|'(?:s|re|ve|ll|d|m)(?!\w)"
@@ -57,6 +58,9 @@ class WordConfig:
         check_special_tokens("word", self.special_tokens, required=("unk",))
         if self.vocab_size <= len(self.special_tokens):
             raise ValueError(f"vocab_size={self.vocab_size} leaves no room beside the {len(self.special_tokens)} special tokens")
+        check_counts(self, "min_frequency")
+        if not spacy_language_exists(self.lang):
+            raise ValueError(f"tokenizer.lang={self.lang!r}: must be a language spaCy knows; e.g. tokenizer.lang=en")
 
 
 class Word(HFTokenizer):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterator, Optional
 
 from lmforge import hookimpl
-from lmforge.plugins.tokenizers._hf import HFTokenizer, check_special_tokens
+from lmforge.plugins.tokenizers._hf import HFTokenizer, check_counts, check_special_tokens
 
 
 @dataclass
@@ -34,6 +34,10 @@ class WordPieceConfig:
         check_special_tokens("wordpiece", self.special_tokens, required=("unk",))
         if self.vocab_size <= len(self.special_tokens):
             raise ValueError(f"vocab_size={self.vocab_size} leaves no room beside the {len(self.special_tokens)} special tokens")
+        check_counts(self, "min_frequency")
+        check_counts(self, "limit_alphabet")
+        if not self.continuing_subword_prefix:
+            raise ValueError("continuing_subword_prefix='': must mark the pieces that continue a word; e.g. continuing_subword_prefix=##")
 
 
 class WordPiece(HFTokenizer):

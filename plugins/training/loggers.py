@@ -76,6 +76,8 @@ class WandbConfig:
     def __post_init__(self) -> None:
         if self.mode not in (None, "online", "offline", "disabled"):
             raise ValueError(f"mode must be online, offline, disabled or null, got {self.mode!r}")
+        if not self.project:
+            raise ValueError("project='': must name a W&B project; e.g. project=lmforge")
 
 
 class Wandb(Logger):

@@ -23,7 +23,9 @@ class AdamWConfig(OptimizerConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {list(self.betas)}; e.g. optimizer.betas=[0.9,0.95]")
+            raise ValueError(f"betas={list(self.betas)}: must be two numbers in [0, 1); e.g. optimizer.betas=[0.9,0.95]")
+        if not self.eps > 0:
+            raise ValueError(f"eps={self.eps}: must be above 0; e.g. eps=1e-8")
 
 
 class AdamW(Optimizer):
@@ -51,7 +53,9 @@ class SGDConfig(OptimizerConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if not 0.0 <= self.momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+            raise ValueError(f"momentum={self.momentum}: must be in [0, 1); e.g. momentum=0.9")
+        if not 0.0 <= self.dampening < 1.0:
+            raise ValueError(f"dampening={self.dampening}: must be in [0, 1); e.g. dampening=0.0")
         if self.nesterov and (self.momentum == 0 or self.dampening != 0):
             raise ValueError(
                 f"nesterov=true needs momentum > 0 and dampening = 0, got momentum={self.momentum}, "
@@ -84,9 +88,9 @@ class AdafactorConfig(OptimizerConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.beta2_decay > 0 or len(self.eps) != 2 or self.d <= 0:
+        if self.beta2_decay > 0 or len(self.eps) != 2 or any(e is not None and e < 0 for e in self.eps) or self.d <= 0:
             raise ValueError(
-                f"need beta2_decay <= 0, two eps values and d > 0, got beta2_decay={self.beta2_decay}, "
+                f"need beta2_decay <= 0, two eps values (null or >= 0) and d > 0, got beta2_decay={self.beta2_decay}, "
                 f"eps={list(self.eps)}, d={self.d}"
             )
 

@@ -20,7 +20,7 @@ class DecayConfig(SchedulerConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+            raise ValueError(f"min_lr_ratio={self.min_lr_ratio}: must be in [0, 1]; e.g. min_lr_ratio=0.1")
 
 
 class _Decay(Scheduler):
@@ -85,7 +85,7 @@ class WSDConfig(DecayConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if not 0.0 < self.decay_fraction <= 1.0:
-            raise ValueError(f"decay_fraction must be in (0, 1], got {self.decay_fraction}")
+            raise ValueError(f"decay_fraction={self.decay_fraction}: must be above 0 and at most 1; e.g. decay_fraction=0.2")
         if self.decay_shape not in ("1-sqrt", "linear"):
             raise ValueError(f"decay_shape must be 1-sqrt or linear, got {self.decay_shape!r}")
 

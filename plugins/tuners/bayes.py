@@ -29,6 +29,13 @@ class BayesConfig(TunerConfig):
     def __post_init__(self) -> None:
         if self.utility_kind not in ("ucb", "ei", "poi"):
             raise ValueError(f"tuner.utility_kind={self.utility_kind!r} is not one of ucb, ei, poi")
+        if self.init_budget is not None and self.init_budget < 1:
+            raise ValueError(f"tuner.init_budget={self.init_budget}: must be at least 1, or null for sqrt(budget); e.g. tuner.init_budget=4")
+        for key, example in (("kappa", 2.576), ("xi", 0.0), ("gp_restarts", 0)):
+            if getattr(self, key) < 0:
+                raise ValueError(f"tuner.{key}={getattr(self, key)}: must be 0 or more; e.g. tuner.{key}={example}")
+        if not self.alpha > 0:
+            raise ValueError(f"tuner.alpha={self.alpha}: the GP noise must be above 0; e.g. tuner.alpha=1e-6")
 
 
 class Bayes(NevergradTuner):

@@ -22,7 +22,7 @@ class GridConfig(TunerConfig):
 
     def __post_init__(self) -> None:
         if self.num < 1:
-            raise ValueError(f"tuner.num must be at least 1, got {self.num}")
+            raise ValueError(f"tuner.num={self.num}: must be at least 1; e.g. tuner.num=5")
 
 
 def axis(p: Param, num: int) -> list[Any]:

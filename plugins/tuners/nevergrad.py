@@ -14,6 +14,11 @@ from lmforge.plugins.tuners import NevergradTuner
 class NevergradConfig(TunerConfig):
     optimizer: str = "NGOpt"  # a name of nevergrad.optimizers.registry
 
+    def __post_init__(self) -> None:
+        # the name is looked up in nevergrad's registry when the sweep starts: importing it here costs seconds
+        if not self.optimizer:
+            raise ValueError("tuner.optimizer='': must name a nevergrad optimizer; e.g. tuner.optimizer=NGOpt")
+
 
 class Nevergrad(NevergradTuner):
     name = "nevergrad"

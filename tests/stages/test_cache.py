@@ -31,3 +31,24 @@ def test_a_stage_is_published_only_when_its_body_completes(tmp_path):
         assert not stage.hit and (stage.dir / "piece").read_text() == "done"  # the piece survived
     with cache.open("s", "k") as stage:
         assert stage.hit and stage.dir == cache.path("s", "k")
+
+
+def test_a_published_stage_is_read_without_write_access(tmp_path):
+    """A shared, read-only cache: the lock file cannot be opened for writing, yet a complete stage reads."""
+    cache = StageCache(tmp_path)
+    with cache.open("s", "k") as stage:
+        (stage.dir / "report.json").write_text('{"documents": 3}')
+    lock = tmp_path / "s" / "k.lock"
+    lock.unlink()
+    lock.mkdir()  # opening it for writing fails, even for root, as a read-only folder would
+    with cache.open("s", "k") as stage:
+        assert stage.hit and stage.report() == {"documents": 3}
+
+
+def test_a_stage_that_cannot_be_built_names_the_cache_and_the_key(tmp_path):
+    from lmforge.stages.cache import CacheError
+
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(CacheError, match=r"cannot build stage s: cannot write .*file/s .*set cache_dir \(or \$LMFORGE_CACHE_DIR\)"):
+        with StageCache(tmp_path / "file").open("s", "k"):
+            pass

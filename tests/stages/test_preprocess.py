@@ -8,6 +8,8 @@ import os
 import pytest
 from sample_collectors import Echo, Numbers
 
+from lmforge.errors import DataError
+from lmforge.plugins.preprocessors.dedup import Dedup
 from lmforge.stages.collect import collect
 from lmforge.stages.preprocess import preprocess
 from lmforge.stages.shards import read_documents, shard_paths
@@ -76,6 +78,99 @@ def test_a_resumed_preprocess_restores_corpus_wide_step_state(tmp_path):
     assert report["counts"] == {"dropped:near_duplicate": 5}
 
 
+class DedupKilledAtShard(Dedup):
+    """Dedup that is killed as it starts on shard ``at`` (counting from 1)."""
+
+    def __init__(self, at: int):
+        super().__init__()
+        self.at, self.shards = at, 0
+
+    def process(self, docs, stats):
+        self.shards += 1
+        if self.shards == self.at:
+            raise KeyboardInterrupt("killed")
+        yield from super().process(docs, stats)
+
+
+def _mixed_corpus(src):
+    """Shards of one document each: distinct texts, near copies and case-and-space copies."""
+    texts = []
+    for i in range(12):
+        base = " ".join(f"w{i}x{j}" for j in range(60))
+        texts += [base, base.replace(f"w{i}x7 ", "changed "), base.upper().replace(" ", "  \n")][: 1 + i % 3]
+    collect(Echo(texts), src, shard_bytes=1)
+
+
+def test_an_interrupted_dedup_resumes_to_the_output_of_an_uninterrupted_run(tmp_path):
+    src, straight, resumed = tmp_path / "src", tmp_path / "straight", tmp_path / "resumed"
+    for folder in (src, straight, resumed):
+        folder.mkdir()
+    _mixed_corpus(src)
+    expected = preprocess([Dedup()], src, straight)
+    with pytest.raises(KeyboardInterrupt):
+        preprocess([DedupKilledAtShard(9)], src, resumed)
+    assert len(shard_paths(resumed)) == 8 and (resumed / "_work" / "steps.json").is_file()
+    report = preprocess([Dedup()], src, resumed)
+    assert report == expected and report["counts"]["dropped:near_duplicate"] and report["counts"]["dropped:exact_duplicate"]
+    assert [p.read_bytes() for p in shard_paths(resumed)] == [p.read_bytes() for p in shard_paths(straight)]
+
+
+class Payload:
+    """Unpickling this creates ``marker``: the proof that a pickle was loaded."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+@pytest.mark.parametrize("planted", ["steps.pkl", "steps.json", "arrays"])
+def test_a_pickle_planted_in_the_stage_state_never_runs(tmp_path, planted):
+    """A pickle where the old state file was, or in the new state files, is refused, not loaded."""
+    import json
+    import pickle
+
+    src, out, marker = tmp_path / "src", tmp_path / "stage.partial", tmp_path / "payload-ran"
+    src.mkdir(), out.mkdir()
+    _mixed_corpus(src)
+    with pytest.raises(KeyboardInterrupt):
+        preprocess([DedupKilledAtShard(4)], src, out)
+    work = out / "_work"
+    if planted == "steps.pkl":  # where lmforge kept the state before
+        for saved in work.iterdir():
+            saved.unlink()
+        target = work / "steps.pkl"
+    elif planted == "steps.json":
+        target = work / "steps.json"
+    else:
+        target = work / json.loads((work / "steps.json").read_text())["arrays"]
+    target.write_bytes(pickle.dumps([Payload(marker)]))
+    with pytest.raises(DataError) as caught:
+        preprocess([Dedup()], src, out)
+    assert not marker.exists()
+    message = str(caught.value)
+    assert str(work / ("steps.pkl" if planted == "steps.pkl" else "steps.json")) in message
+    assert f"delete the unfinished stage folder {out}" in message
+    assert len(shard_paths(out)) == 3  # nothing was written past the refusal
+
+
+def test_a_state_file_naming_an_array_file_elsewhere_is_refused(tmp_path):
+    import json
+
+    src, out = tmp_path / "src", tmp_path / "stage.partial"
+    src.mkdir(), out.mkdir()
+    _mixed_corpus(src)
+    with pytest.raises(KeyboardInterrupt):
+        preprocess([DedupKilledAtShard(4)], src, out)
+    state = out / "_work" / "steps.json"
+    saved = json.loads(state.read_text())
+    (tmp_path / "elsewhere.npz").write_bytes((out / "_work" / saved["arrays"]).read_bytes())
+    state.write_text(json.dumps({**saved, "arrays": "../../elsewhere.npz"}))
+    with pytest.raises(DataError, match="not an .npz file beside it"):
+        preprocess([Dedup()], src, out)
+
+
 def _shards(tmp_path):
     """Five small shards in ``src``, and empty output folders beside them."""
     src = tmp_path / "src"
@@ -128,3 +223,28 @@ def test_spawned_workers_set_the_steps_up_and_write_what_forked_ones_do(tmp_path
     assert forked == spawned
     for p in shard_paths(tmp_path / "fork"):
         assert p.read_bytes() == (tmp_path / "spawn" / p.name).read_bytes()
+
+
+def test_both_workers_get_parts_of_shards_cut_into_many(tmp_path, monkeypatch):
+    """Shards cut into more parts than the window still keep every worker busy."""
+    from lmforge.plugins.preprocessors.normalize import Normalize, NormalizeConfig
+    from lmforge.stages import preprocess as stage
+
+    src, out, serial_out = tmp_path / "src", tmp_path / "out", tmp_path / "serial"
+    for folder in (src, out, serial_out):
+        folder.mkdir()
+    collect(Numbers(400), src, shard_bytes=130_000)  # two shards: workers run only for more than one
+    monkeypatch.setattr(stage, "MIN_PART_CHARS", 64)  # cut into far more parts than 6 per worker
+    in_flight = []
+    submit = stage._Workers.submit
+
+    def counting(self, key, part):
+        submit(self, key, part)
+        in_flight.append(self.running)
+
+    monkeypatch.setattr(stage._Workers, "submit", counting)
+    serial = preprocess([Normalize(NormalizeConfig())], src, serial_out)
+    parallel = preprocess([Normalize(NormalizeConfig())], src, out, n_workers=2)
+    assert len(in_flight) > 12 and max(in_flight) >= 2, in_flight
+    assert [d.text for d in read_documents(shard_paths(out))] == [d.text for d in read_documents(shard_paths(serial_out))]
+    assert parallel["documents"] == serial["documents"] == 400

@@ -3,7 +3,8 @@
 The pages linked from ``/`` make the normal site (``PAGES`` are the documents a full
 crawl stores). Everything under ``/trap/`` is a hazard that tests seed directly:
 redirects out of scope, to a private address, to ``file:``, in a loop, in a long chain;
-error statuses, a slow page, oversized pages and a gzip bomb.
+error statuses, a slow page, oversized pages, a page of dense markup and a gzip bomb.
+The site serves ``/sitemap.xml`` although its robots.txt names no sitemap.
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ def html(title: str, paragraphs: list[str], links: list[str] = (), head: str = "
 class Site:
     """The server and its routes; ``requests`` holds (path with query, arrival time)."""
 
-    def __init__(self, bomb_bytes: int = 50 << 20) -> None:
+    def __init__(self, bomb_bytes: int = 50 << 20, robots: bytes = ROBOTS) -> None:
+        self.robots = robots
         self.requests: list[tuple[str, float]] = []
         self.lock = threading.Lock()
         self.served_429: set[str] = set()
@@ -126,7 +128,7 @@ class Site:
     def respond(self, h: BaseHTTPRequestHandler) -> None:
         path = urlsplit(h.path).path
         if path == "/robots.txt":
-            return self.send(h, 200, ROBOTS, "text/plain")
+            return self.send(h, 200, self.robots, "text/plain")
         if path == "/":
             links = [*PAGES[1:9], "/private/secret", "/dup?a=1&b=2", "/dup?b=2&a=1#top", *COPIES, "/notes.txt",
                      *BINARIES, "/latin1", "/cp1252", "/bom", self.url("/offsite", "localhost"), "mailto:a@b.c",
@@ -210,6 +212,9 @@ class Site:
             except OSError:
                 pass
             return
+        if path == "/trap/dense":  # 300 KB of tiny paragraphs: slow for trafilatura (seconds per MB)
+            body = "".join(f"<p>Line {i} of a dense page.</p>" for i in range(10_000))
+            return self.send(h, 200, f"<html><body>{body}</body></html>".encode(), "text/html; charset=utf-8")
         if path == "/trap/bomb":
             return self.send(h, 200, self.bomb, "text/html", **{"Content-Encoding": "gzip"})
         return self.send(h, 404, b"not found", "text/plain")

@@ -1,3 +1,7 @@
+import json
+import logging
+import re
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -164,8 +168,9 @@ def library(tmp_path_factory) -> Path:
 
 def collect(*paths, **options) -> tuple[dict[str, object], Counter]:
     stats: Counter = Counter()
-    docs = Books(BooksConfig(paths=[str(p) for p in paths], **options)).documents(Path("unused"), stats)
-    return {d.id: d for d in docs}, stats
+    with tempfile.TemporaryDirectory() as workdir:
+        docs = Books(BooksConfig(paths=[str(p) for p in paths], **options)).documents(Path(workdir), stats)
+        return {d.id: d for d in docs}, stats
 
 
 class TestBooksContract(CollectorContract):
@@ -262,6 +267,21 @@ def test_a_legacy_encoding_is_detected(tmp_path):
     assert "café était fermé" in doc.text
 
 
+LATIN1_MENU = (
+    "Café crème brûlée\n\n"
+    "Our café serves crème brûlée, crêpes and a café au lait every morning.\n"
+    "The pâtissier bakes the brioche and the éclairs before dawn.\n"
+)
+
+
+def test_a_latin1_book_is_decoded_as_windows_1252_not_central_european(tmp_path):
+    """charset-normalizer's best() ties cp1250 with cp1252 here and picks cp1250 ("crčme")."""
+    (tmp_path / "menu.txt").write_bytes(LATIN1_MENU.encode("latin-1"))
+    doc = collect(tmp_path / "menu.txt")[0][f"books/{tmp_path.name}/menu.txt"]
+    assert doc.text.startswith("Café crème brûlée\n\nOur café serves crème brûlée, crêpes")
+    assert "pâtissier" in doc.text and "éclairs" in doc.text
+
+
 def test_globs_and_extensions_select_files(library):
     docs, _ = collect(f"{library}/**/*.epub", f"{library}/*.md")
     assert list(docs) == ["books/library/fiction/novel.epub", "books/library/notes.md"]
@@ -291,3 +311,27 @@ def test_cache_token_follows_the_files(tmp_path):
     assert books.cache_token() == before
     (tmp_path / "b.txt").write_text("two")
     assert books.cache_token() != before
+
+
+def test_skipped_files_are_named_with_their_reason_beside_the_report(library, tmp_path):
+    """The collect stage gathers the collector's list into skipped.jsonl and names it in the report."""
+    from lmforge.stages.collect import collect as run_collect
+
+    report = run_collect(Books(BooksConfig(paths=[str(library)])), tmp_path)
+    assert report["skipped_files"] == "skipped.jsonl"
+    lines = [json.loads(line) for line in (tmp_path / "skipped.jsonl").read_text().splitlines()]
+    named = {(Path(r["path"]).name, r["reason"]) for r in lines}
+    assert named == {("broken.pdf", "corrupt"), ("broken.epub", "corrupt"), ("locked.pdf", "encrypted"), ("data.txt", "binary")}
+    assert sum(v for k, v in report["counts"].items() if k.startswith("skipped:") and k != "skipped:duplicate_content") == len(lines)
+
+
+def test_pypdf_warnings_name_the_pdf(tmp_path, caplog):
+    write_pdf(tmp_path / "paper.pdf", ["A paragraph of text.", "", "Another one."])
+    raw = (tmp_path / "paper.pdf").read_bytes()
+    offset = re.search(rb"startxref\s+(\d+)", raw)
+    (tmp_path / "bent.pdf").write_bytes(raw[: offset.start(1)] + str(int(offset.group(1)) + 7).encode() + raw[offset.end(1):])
+    with caplog.at_level(logging.WARNING):
+        docs, _ = collect(tmp_path / "bent.pdf")
+    assert docs, "pypdf recovers from the bad pointer"
+    warned = [r.getMessage() for r in caplog.records if "startxref" in r.getMessage()]
+    assert warned and all(str(tmp_path / "bent.pdf") in m for m in warned), warned

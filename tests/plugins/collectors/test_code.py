@@ -1,5 +1,6 @@
 import json
 import subprocess
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -103,6 +104,16 @@ def test_collects_tracked_files_of_the_chosen_languages_and_counts_every_skip(re
     assert list(docs) == COLLECTED  # sorted; the untracked file is not read
     assert stats == SKIPPED
     assert docs["code/proj/src/app.py"].text == APP
+
+
+def test_every_skipped_file_is_named_with_its_reason(repo, tmp_path):
+    """skipped.jsonl in the workdir, which the collect stage puts beside its report."""
+    _, stats = collect(repo, workdir=tmp_path)
+    lines = [json.loads(line) for line in (tmp_path / "skipped.jsonl").read_text().splitlines()]
+    assert Counter(f"skipped:{r['reason']}" for r in lines) == stats
+    named = {r["path"].rsplit("/", 2)[-2:][-1]: r["reason"] for r in lines}
+    assert named["blob.py"] == named["latin1.py"] == "binary" and named["big.py"] == "oversized"
+    assert all(r["path"].startswith(f"{repo.as_posix()}@") for r in lines)
 
 
 def test_documents_carry_repo_path_commit_language_and_licence(repo, tmp_path):

@@ -180,6 +180,15 @@ def test_an_unmapped_dump_makes_one_document_per_row(tmp_path):
     assert len({d.id for d in docs}) == 2 and stats["skipped:bad_record"] == 1
 
 
+def test_a_windows_1252_csv_export_is_decoded(tmp_path):
+    """A spreadsheet's CSV is often windows-1252: it goes through the collectors' shared decoder."""
+    path = tmp_path / "export.csv"
+    path.write_bytes("id,text\n1,Café crème brûlée\n2,“Quoted” … and the naïve garçon\n".encode("cp1252"))
+    docs, _ = collect(tmp_path, paths=[str(path)])
+    texts = [d.text.split(": ", 1)[1] for d in docs]
+    assert texts == ["Café crème brûlée\n", "“Quoted” … and the naïve garçon\n"]
+
+
 # Stack Exchange ----------------------------------------------------------------------
 
 POSTS_XML = """<?xml version="1.0" encoding="utf-8"?>

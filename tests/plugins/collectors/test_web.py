@@ -44,7 +44,8 @@ def site():
 
 
 def config(site: Site, *paths: str, **overrides) -> WebConfig:
-    values = dict(seeds=[site.url(p) for p in paths], allow_networks=LOOPBACK, delay=0.0, concurrency=4)
+    # the site serves /sitemap.xml for the sitemap tests; the probe for it has tests of its own
+    values = dict(seeds=[site.url(p) for p in paths], allow_networks=LOOPBACK, delay=0.0, concurrency=4, probe_sitemap=False)
     return WebConfig(**{**values, **overrides})
 
 
@@ -178,6 +179,21 @@ def test_oversized_pages_and_a_gzip_bomb_are_cut_at_the_cap(site, tmp_path):
     assert docs == [] and stats == Counter({"skipped:too_large": 3}) and time.monotonic() - start < 2
 
 
+def test_the_extractor_reads_at_most_max_extract_bytes_of_markup(site, tmp_path):
+    """trafilatura takes seconds per MB of dense markup and cannot be interrupted: it gets a prefix."""
+    docs, stats = crawl(config(site, "/trap/dense", "/docs/1", max_depth=0, max_extract_bytes=20_000), tmp_path)
+    dense = next(d for d in docs if path(d) == "/trap/dense")
+    assert stats == Counter({"truncated:extract_too_large": 1}) and len(docs) == 2
+    assert dense.text.startswith("Line 0 of a dense page.") and "Line 9999 " not in dense.text
+    assert 0 < len(dense.text.encode()) < 20_000
+
+
+def test_max_extract_bytes_has_a_default_and_refuses_nonsense():
+    assert WebConfig().max_extract_bytes == 1_000_000
+    with pytest.raises(ValueError, match="max_extract_bytes"):
+        WebConfig(max_extract_bytes=0)
+
+
 def test_the_decompressed_body_never_grows_past_the_cap():
     from lmforge.plugins.collectors._crawl_fetch import Skip, decoder_for, read_capped
 
@@ -194,6 +210,30 @@ def test_crawl_delay_and_the_per_host_delay_space_requests(site, tmp_path, overr
     crawl(config(site, "/docs/1", "/docs/2", max_depth=0, **overrides), tmp_path)
     times = [site.times(p)[0] for p in ("/robots.txt", "/docs/1", "/docs/2")]
     assert all(later - earlier >= 0.19 for earlier, later in zip(times, times[1:])), times
+
+
+def test_a_seed_hosts_sitemap_xml_is_probed_when_robots_txt_names_none(site, tmp_path):
+    """The site's robots.txt has no Sitemap line; its /sitemap.xml lists /orphan, linked from nowhere."""
+    assert WebConfig().probe_sitemap is True
+    docs, stats = crawl(config(site, "/docs/2", max_depth=0, probe_sitemap=True), tmp_path)
+    assert sorted(path(d) for d in docs) == ["/docs/1", "/docs/2", "/orphan"]
+    assert site.count("/sitemap.xml") == 1 and site.count("/robots.txt") == 1 and not stats
+    site.requests.clear()
+    docs, _ = crawl(config(site, "/docs/2", max_depth=0, probe_sitemap=False), tmp_path / "off")
+    assert [path(d) for d in docs] == ["/docs/2"] and site.count("/sitemap.xml") == 0
+
+
+def test_the_probe_obeys_robots_txt_and_prefers_the_sitemaps_it_names(tmp_path):
+    with Site(robots=b"User-agent: *\nDisallow: /sitemap\n") as site:
+        docs, stats = crawl(config(site, "/docs/2", max_depth=0, probe_sitemap=True), tmp_path / "a")
+        assert [path(d) for d in docs] == ["/docs/2"] and site.count("/sitemap.xml") == 0 and not stats
+    with Site(robots=b"User-agent: *\nDisallow:\n\nSitemap: /sitemap-pages.xml.gz\n") as site:
+        robots = f"User-agent: *\nDisallow:\n\nSitemap: {site.url('/sitemap-pages.xml.gz')}\n"
+        robots += "Sitemap: https://elsewhere.example/sitemap.xml\n"  # another host: never read
+        site.robots = robots.encode()
+        docs, _ = crawl(config(site, "/docs/2", max_depth=0, probe_sitemap=True), tmp_path / "b")
+        assert sorted(path(d) for d in docs) == ["/docs/1", "/docs/2", "/orphan"]
+        assert site.count("/sitemap.xml") == 0 and site.count("/sitemap-pages.xml.gz") == 1
 
 
 def test_requests_carry_no_cookies_or_credentials_and_name_lmforge(site, tmp_path):
@@ -260,7 +300,7 @@ def test_lmforge_train_on_a_crawled_site(site, tmp_path):
     overrides = [o for o in TINY if not o.startswith("collector.")]
     lmforge(
         "train", "collector=web", f"collector.seeds=['{site.url('/')}']", "collector.allow_networks=['127.0.0.0/8']",
-        "collector.delay=0", *overrides, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path,
+        "collector.delay=0", "collector.probe_sitemap=false", *overrides, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path,
     )
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["components"]["collector"] == "web"

@@ -181,3 +181,22 @@ def test_config_variants_build_and_train_step(overrides):
     assert logits.shape == (2, T, V) and torch.isfinite(logits).all()
     logits.sum().backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("pos", ["rope", "learned"])
+def test_left_padding_with_key_mask_and_positions_matches_the_row_alone(pos):
+    """supports_padding: padded keys are unseen, per-row positions count from the first real token,
+    padded queries stay finite (no all -inf row), with and without return_attention."""
+    model = build(pos=pos)
+    assert model.supports_padding
+    short, pad = tokens(B=1, length=6), 4
+    padded = torch.cat([torch.zeros(1, pad, dtype=torch.long), short], dim=1)
+    key_mask = torch.arange(pad + 6)[None] >= pad
+    positions = (torch.arange(pad + 6)[None] - pad).clamp(min=0)
+    alone = model(short).logits
+    for attention in (False, True):
+        out = model(padded, key_mask=key_mask, positions=positions, return_attention=attention)
+        assert torch.isfinite(out.logits).all()
+        torch.testing.assert_close(out.logits[:, pad:], alone, atol=1e-5, rtol=1e-5)
+    if attention:
+        assert out.attention[0][..., pad:, :pad].abs().max() == 0  # real queries never attend to padding

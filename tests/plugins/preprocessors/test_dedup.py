@@ -96,3 +96,22 @@ def test_shingles_are_word_or_character_ngrams():
 def test_bad_options_are_refused(options, match):
     with pytest.raises(ValueError, match=match):
         DedupConfig(**options)
+
+
+def test_the_state_is_arrays_of_hashes_and_signatures_that_restore_the_index():
+    import numpy as np
+
+    step = Dedup()
+    step.setup()
+    run([HARBOUR, ORCHARD, HARBOUR.upper()], step)
+    state = step.state()
+    assert state["exact"].shape == (2, 16) and state["near"].shape == (2, 128)
+    assert not state["exact"].dtype.hasobject and not state["near"].dtype.hasobject
+    again = Dedup()
+    again.setup()
+    again.restore({"exact": state["exact"].copy(), "near": state["near"].copy()})
+    assert run([HARBOUR.replace("river", "stream"), ORCHARD.lower()], again) == ([], Counter({"dropped:near_duplicate": 1, "dropped:exact_duplicate": 1}))
+    with pytest.raises(ValueError, match="num_perm|expected"):
+        Dedup(DedupConfig(num_perm=64)).restore({"exact": state["exact"], "near": state["near"]})
+    with pytest.raises(ValueError, match="expected"):
+        again.restore({"exact": np.zeros((1, 8), np.uint8), "near": state["near"]})

@@ -66,3 +66,24 @@ def test_the_preset_lists_every_option_with_its_default():
     steps = OmegaConf.load(files("lmforge.conf") / "preprocess" / "normalize.yaml").steps
     assert [s.name for s in steps] == ["normalize"]
     assert {k: v for k, v in steps[0].items() if k != "name"} == asdict(NormalizeConfig())
+
+
+def test_invisible_format_characters_are_stripped_by_default():
+    """Zero-width space, word joiner, soft hyphen, a mid-text BOM, bidi controls, tag characters."""
+    assert NormalizeConfig().strip_format_chars is True
+    text = "pass\u200bword \u2060join\ufeffed hy\u00adphen \u202eevil\u202c x\u200dy z\u200cw\U000E0041\tend\n"
+    assert Normalize(NormalizeConfig(whitespace="keep")).normalize(text) == "password joined hyphen evil xy zw\tend\n"
+
+
+def test_joiners_inside_emoji_and_scripts_that_spell_with_them_stay():
+    family = "\U0001F468\u200d\U0001F469\u200d\U0001F467"  # man ZWJ woman ZWJ girl
+    persian = "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"  # ZWNJ between two letters
+    scotland = "\U0001F3F4\U000E0067\U000E0062\U000E0073\U000E0063\U000E0074\U000E007F"
+    arabic_number = "\u0600\u0661\u0662"  # a visible Cf: the Arabic number sign
+    text = f"{family} {persian} {scotland} {arabic_number}\n"
+    assert Normalize(NormalizeConfig()).normalize(text) == text
+
+
+def test_format_characters_stay_when_the_option_is_off():
+    text = "a\u200bb\n"
+    assert Normalize(NormalizeConfig(strip_format_chars=False)).normalize(text) == text

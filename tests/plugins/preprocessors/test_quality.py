@@ -113,3 +113,22 @@ def test_the_clean_web_preset_trains_end_to_end_and_reports_drops_by_reason(tmp_
     assert drops and all(k.startswith("dropped:quality_") for k in drops), report["counts"]
     assert report["documents"] == report["documents_in"] - sum(drops.values()) > 0
     assert json.loads((run / "summary.json").read_text())["steps"] == 10
+
+
+@pytest.mark.slow  # the CLI's start-up alone takes ~20 s on a loaded machine
+def test_a_run_that_drops_every_document_names_the_threshold_to_change(tmp_path):
+    """Through the CLI: the error names the step's config path and the threshold that dropped the most."""
+    run = tmp_path / "run"
+    proc = lmforge(
+        "train", "collector.max_bytes=50000", "preprocess=clean_web", "preprocess.steps.1.min_chars=100000000", f"hydra.run.dir={run}",
+        cwd=tmp_path, env={"LMFORGE_CACHE_DIR": str(tmp_path / "cache")}, check=False,
+    )
+    assert proc.returncode != 0
+    err = proc.stdout + proc.stderr
+    assert "preprocessing dropped every document" in err and "Traceback" not in err, err
+    assert "preprocess.steps[1].min_chars (now 100000000)" in err and "preprocess.steps.1.min_chars=" in err, err
+
+
+def test_every_drop_reason_names_an_option():
+    assert Quality.drop_reasons["quality_min_stop_words"] == "min_stop_words"
+    assert set(Quality.drop_reasons.values()) == set(QualityConfig.__dataclass_fields__)

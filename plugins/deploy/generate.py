@@ -1,0 +1,128 @@
+"""``lmforge generate <run dir>``: continue prompts with a run's model, streaming the text.
+
+Prompts come from ``--prompt`` (repeatable), ``--file`` (one prompt a line, blank lines
+skipped) or, with neither, the whole of stdin as one prompt. Each goes through the run's
+own preprocessing steps and tokenizer, as ``lmforge eval --text`` does. One prompt
+streams its tokens as they come; several decode as one batch (with the KV cache) and each
+is printed when its row finishes, under a header. A masked LM (``bert``) does not
+generate: ``--fill-mask "text with [MASK]"`` prints the likeliest fillers of each mask.
+
+Importing this module is cheap: torch loads inside ``generate``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from lmforge import hookimpl
+
+FILL_MASK_TOP_K = 5  # fillers shown per mask when --top-k is not given
+
+
+def generate(argv: list[str]) -> int:
+    import argparse
+    from pathlib import Path
+
+    from lmforge.errors import ConfigError, DataError
+    from lmforge.plugins.deploy import _generation
+
+    parser = argparse.ArgumentParser(prog="lmforge generate", description=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", type=Path, help="a directory written by lmforge train, or a checkpoint inside one")
+    parser.add_argument("--prompt", action="append", default=[], metavar="TEXT", help="text to continue (repeatable)")
+    parser.add_argument("--file", type=Path, help="a text file of prompts, one a line")
+    parser.add_argument("--no-echo", action="store_true", help="print only the generated text, not the prompt before it")
+    parser.add_argument("--fill-mask", metavar="TEXT", help="a masked LM: the likeliest fillers of each mask token in TEXT")
+    _generation.add_sampling_flags(parser, top_k_default=False)
+    args = parser.parse_args(argv)
+
+    if args.fill_mask is not None:
+        opened = _generation.open_run(args.run_dir, args.checkpoint, args.device, command="fill-mask")
+        return _fill_mask(opened, args.fill_mask, args.top_k or FILL_MASK_TOP_K)
+    sampling = _generation.sampling_from(args)  # bad flags fail before the model loads
+    prompts = list(args.prompt)
+    if args.file is not None:
+        if not args.file.is_file():
+            raise ConfigError(f"--file {args.file}: no such file")
+        prompts += [line for line in args.file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if not prompts:
+            raise DataError(f"--file {args.file} holds no prompt (every line is blank): write one prompt a line")
+    if not prompts:
+        if sys.stdin.isatty():
+            raise ConfigError("no prompt: pass --prompt TEXT, --file FILE (one prompt a line), or pipe text on stdin")
+        prompts = [sys.stdin.read()]
+    opened = _generation.open_run(args.run_dir, args.checkpoint, args.device, command="generate")
+    what = (lambda i: "the prompt") if len(prompts) == 1 else (lambda i: f"prompt {i + 1}")
+    texts = [opened.clean(p, what(i)) for i, p in enumerate(prompts)]
+    ids = [opened.encode(t, what(i)) for i, t in enumerate(texts)]
+    _stream(opened, texts, ids, sampling, echo=not args.no_echo)
+    return 0
+
+
+def _stream(opened, texts: list[str], ids: list[list[int]], sampling, *, echo: bool) -> None:
+    from lmforge.engine.generate import stream
+
+    out = sys.stdout
+    if len(ids) == 1:
+        if echo:
+            out.write(texts[0])
+        count = 0
+        for chunk in stream(opened.model, opened.tokenizer, ids, sampling):
+            out.write(chunk.text)
+            out.flush()
+            count += 1
+        out.write("\n")
+        _note_context(opened, len(ids[0]), chunk, sampling, count)
+        return
+    replies, counts = [""] * len(ids), [0] * len(ids)
+    for chunk in stream(opened.model, opened.tokenizer, ids, sampling):
+        replies[chunk.row] += chunk.text
+        counts[chunk.row] += 1
+        if chunk.finish_reason is not None:
+            i = chunk.row
+            out.write(f"=== prompt {i + 1}/{len(ids)}: {texts[i][:40]!r} ({chunk.finish_reason}, {counts[i]} tokens)\n")
+            out.write(f"{texts[i] if echo else ''}{replies[i]}\n")
+            out.flush()
+            _note_context(opened, len(ids[i]), chunk, sampling, counts[i])
+
+
+def _note_context(opened, prompt_len: int, last, sampling, count: int) -> None:
+    if last.finish_reason == "length" and count < sampling.max_tokens:
+        print(f"lmforge: note: stopped at the end of the context window (data.seq_len={opened.context} tokens)", file=sys.stderr)
+
+
+def _fill_mask(opened, text: str, top_k: int) -> int:
+    """Print the ``top_k`` likeliest fillers of each mask token in ``text``, with their probabilities."""
+    import torch
+
+    from lmforge.errors import DataError
+
+    tokenizer = opened.tokenizer
+    mask = tokenizer.special_ids.get("mask")
+    if mask is None:
+        raise DataError(f"the run's tokenizer ({opened.run.spec.tokenizer.name}) has no mask token: it cannot fill masks")
+    token = tokenizer.decode([mask])
+    pieces = text.split(token)
+    if len(pieces) < 2:
+        raise DataError(f"--fill-mask {text!r} has no {token}: write {token} where a word is missing, e.g. \"the {token} sat\"")
+    ids: list[int] = []
+    for i, piece in enumerate(pieces):  # the text around the masks goes through the run's steps; the masks stay
+        if piece.strip():
+            ids += tokenizer.encode_batch([opened.clean(piece, "the text around a mask")])[0]
+        if i < len(pieces) - 1:
+            ids.append(mask)
+    if len(ids) > opened.context:
+        raise DataError(f"--fill-mask text is {len(ids)} tokens long, but the run's context is data.seq_len={opened.context}: shorten it")
+    device = next(opened.model.parameters()).device
+    with torch.no_grad():
+        logits = opened.model(torch.tensor([ids], device=device)).logits[0].float()  # (T, V)
+    probs = torch.softmax(logits, dim=-1)
+    for n, position in enumerate(i for i, t in enumerate(ids) if t == mask):
+        top = probs[position].topk(min(top_k, probs.size(-1)))
+        fillers = "  ".join(f"{tokenizer.decode([t])!r} {p:.3f}" for t, p in zip(top.indices.tolist(), top.values.tolist()))
+        print(f"{token} {n + 1}: {fillers}")
+    return 0
+
+
+@hookimpl
+def register_commands(register):
+    register("generate", generate, "continue prompts with a run's model, streaming tokens (--fill-mask for bert)")
