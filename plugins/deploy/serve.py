@@ -1,0 +1,102 @@
+"""``lmforge serve <run dir>``: an OpenAI-compatible HTTP server for a run's model, with a
+web chat page at ``/``.
+
+Routes: ``POST /v1/completions``, ``POST /v1/chat/completions``, ``GET /v1/models``,
+``GET /health`` (public: 503 while the model loads, 200 after), ``GET /`` (the page) and
+``GET /lmforge/run`` (the run's figures). Concurrent requests decode as one batch.
+
+Secure by default: the server binds 127.0.0.1; any other address needs an API key
+(``--api-key`` or ``LMFORGE_API_KEY``), and with a key every route but ``/health`` and
+the page answers 401 without ``Authorization: Bearer <key>``.
+
+Importing this module is cheap: torch, FastAPI and uvicorn load inside ``serve``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from lmforge import hookimpl
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+KEY_ENV = "LMFORGE_API_KEY"
+
+
+def serve(argv: list[str]) -> int:
+    import argparse
+    from pathlib import Path
+
+    from lmforge.errors import ConfigError
+    from lmforge.plugins.deploy import _protocol as P
+
+    parser = argparse.ArgumentParser(prog="lmforge serve", description=__doc__.split("\n\nImporting")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", type=Path, help="a directory written by lmforge train, or a checkpoint inside one")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; any other needs --api-key)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    parser.add_argument("--api-key", default=None, help=f"require `Authorization: Bearer KEY` (default: ${KEY_ENV}, else none)")
+    parser.add_argument("--model-name", default=None, help="the model id clients send (default: the run directory's name)")
+    parser.add_argument("--max-concurrent", type=int, default=P.DEFAULT_MAX_CONCURRENT, help=f"requests in flight before 429 (default {P.DEFAULT_MAX_CONCURRENT})")
+    parser.add_argument("--max-body-bytes", type=int, default=P.DEFAULT_MAX_BODY, help=f"request body limit, 413 above (default {P.DEFAULT_MAX_BODY:,})")
+    parser.add_argument("--timeout", type=float, default=P.DEFAULT_TIMEOUT, help=f"seconds per request before 504 (default {P.DEFAULT_TIMEOUT:g})")
+    parser.add_argument("--max-tokens", type=int, default=P.DEFAULT_MAX_TOKENS, help=f"new tokens when a request sets no max_tokens (default {P.DEFAULT_MAX_TOKENS})")
+    parser.add_argument("--max-batch", type=int, default=64, help="rows decoded together at most; more wait their turn (default 64)")
+    parser.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN", help="allow browser requests from ORIGIN (repeatable; default: CORS off)")
+    parser.add_argument("--chat-template", type=Path, metavar="FILE", help="a Jinja chat template (default: the run's own, else User:/Assistant:)")
+    parser.add_argument("--checkpoint", help="a .ckpt file of the run (default: checkpoints/last.ckpt)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1... (default auto)")
+    parser.add_argument("--log-level", default="warning", help="uvicorn's log level (default warning)")
+    args = parser.parse_args(argv)
+
+    key = args.api_key or os.environ.get(KEY_ENV) or None
+    if args.host not in LOCAL_HOSTS and not key:
+        raise ConfigError(
+            f"--host {args.host} would open the model to other machines without a key: pass --api-key KEY (or set "
+            f"{KEY_ENV}) so that clients must send `Authorization: Bearer KEY`, or bind --host 127.0.0.1"
+        )
+    for flag, value, low in (("--max-concurrent", args.max_concurrent, 1), ("--max-body-bytes", args.max_body_bytes, 1024), ("--max-tokens", args.max_tokens, 1), ("--max-batch", args.max_batch, 1)):
+        if value < low:
+            raise ConfigError(f"{flag} {value}: must be {low} or more")
+    if not args.timeout > 0:
+        raise ConfigError(f"--timeout {args.timeout}: must be above 0 seconds")
+
+    import uvicorn
+
+    from lmforge.plugins.deploy import _chat, _generation
+    from lmforge.plugins.deploy._scheduler import Scheduler
+    from lmforge.plugins.deploy._server import Settings, create_app
+    from lmforge.runs import Run
+
+    run = Run.open(args.run_dir)
+    run.checkpoint(args.checkpoint)  # a missing checkpoint fails before the server starts
+    opened = _generation.Opened(run, None)
+    if opened.masked:
+        raise ConfigError(f"{run.dir} trains model={run.spec.model.name}, a masked LM: it does not generate text, so `lmforge serve` cannot use it")
+    eos = run.tokenizer.special_ids.get("eos")
+    template = _chat.load_template(run, args.chat_template, run.tokenizer.decode([eos]) if eos is not None else "")
+    device = _generation.resolve_device(args.device)
+    server: list = []
+
+    def load():
+        return run.model(args.checkpoint, device=device), run.tokenizer
+
+    def failed(exc: BaseException) -> None:
+        print(f"lmforge serve: the model did not load: {exc}", file=sys.stderr)
+        if server:
+            server[0].should_exit = True
+
+    scheduler = Scheduler(load, max_batch=args.max_batch, on_error=failed)
+    settings = Settings(api_key=key, max_body=args.max_body_bytes, max_concurrent=args.max_concurrent, timeout=args.timeout, max_tokens=args.max_tokens, cors_origins=tuple(args.cors_origin))
+    app = create_app(opened, template, scheduler, settings, name=args.model_name or run.dir.name)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=2)
+    server.append(uvicorn.Server(config))
+    print(f"lmforge serve: {run.name} on http://{args.host}:{args.port}/ (key {'required' if key else 'off'}); the model loads in the background, GET /health answers 200 once ready", file=sys.stderr, flush=True)
+    scheduler.start()
+    server[0].run()
+    scheduler.stopping.set()
+    return 1 if scheduler.failed is not None else 0
+
+
+@hookimpl
+def register_commands(register):
+    register("serve", serve, "an OpenAI-compatible HTTP server with a web chat page, batching concurrent requests")
