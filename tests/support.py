@@ -61,3 +61,54 @@ def smoke_run(drop=()) -> list[str]:
     """TINY with SMOKE on top, as overrides, leaving out the keys in ``drop``."""
     overrides = dict(o.split("=", 1) for o in TINY) | SMOKE
     return [f"{key}={value}" for key, value in overrides.items() if key not in drop]
+
+
+# Text to train a tokenizer on when a test makes a run directory without training
+TEXTS = ["def add(a, b):\n    return a + b\n", "import os\nprint(os.getcwd())\n", "class A:\n    pass\n"] * 30
+
+
+def compose(*overrides: str):
+    """The run config of TINY plus ``overrides``, composed as ``lmforge train`` composes it."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    from lmforge import hydra_bridge
+
+    hydra_bridge.install()
+    rnn = "model=rnn" in overrides
+    tiny = [o for o in TINY if not (rnn and o.startswith("model.n_head="))]  # an RNN has no heads
+    with initialize_config_module(config_module="lmforge.conf", version_base="1.3"):
+        return hydra_compose("train", overrides=[*tiny, *overrides])
+
+
+def make_run(root: Path, *overrides: str, noise: float = 0.0, quiet_eos: bool = False, step: int = 7) -> Path:
+    """A run directory as ``lmforge train`` leaves it, made without training: its checked
+    config, a tokenizer trained on ``TEXTS`` and a checkpoint of a freshly built model.
+
+    ``noise`` adds Gaussian noise of that scale to every weight (logit comparisons then
+    mean something); ``quiet_eos`` zeroes the eos embedding, so a random model's greedy
+    replies run long instead of stopping at once.
+    """
+    import torch
+    from omegaconf import OmegaConf
+
+    from lmforge import hydra_bridge
+
+    spec = hydra_bridge.check(compose(*overrides))
+    run = root / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(spec.record())))
+    tokenizer = spec.tokenizer.build()
+    tokenizer.train(iter(TEXTS))
+    tokenizer.save(run / "tokenizer.json")
+    torch.manual_seed(0)
+    model = spec.model.build().build(vocab_size=tokenizer.vocab_size, max_seq_len=spec.data.seq_len)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * noise)
+        eos = tokenizer.special_ids.get("eos")
+        if quiet_eos and eos is not None and hasattr(model, "wte"):
+            model.wte.weight[eos] = 0.0  # tied: the eos logit stays 0 while the others spread wide
+    state = {"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}, "global_step": step}
+    torch.save(state, run / "checkpoints" / "last.ckpt")
+    return run

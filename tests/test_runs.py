@@ -8,38 +8,19 @@ from pathlib import Path
 import pytest
 import torch
 from omegaconf import OmegaConf
-from support import TINY
+from support import compose, make_run
 
 from lmforge import hydra_bridge
 from lmforge.runs import Run, RunError
 
-TEXTS = ["def add(a, b):\n    return a + b\n", "import os\nprint(os.getcwd())\n", "class A:\n    pass\n"] * 30
-
-
-def compose(*overrides: str):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
-
-    hydra_bridge.install()
-    with initialize_config_module(config_module="lmforge.conf", version_base="1.3"):
-        return hydra_compose("train", overrides=[*TINY, *overrides])
 
 
 @pytest.fixture
 def run_dir(tmp_path) -> Path:
     """A run directory as `lmforge train` leaves it, made without training: its config,
     its tokenizer and a checkpoint holding the weights of a freshly built model."""
-    spec = hydra_bridge.check(compose())
-    run = tmp_path / "run"
-    (run / "checkpoints").mkdir(parents=True)
-    (run / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(spec.record())))
-    tokenizer = spec.tokenizer.build()
-    tokenizer.train(iter(TEXTS))
-    tokenizer.save(run / "tokenizer.json")
-    torch.manual_seed(0)
-    model = spec.model.build().build(vocab_size=tokenizer.vocab_size, max_seq_len=spec.data.seq_len)
-    state = {"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}, "global_step": 7}
-    torch.save(state, run / "checkpoints" / "last.ckpt")
+    run = make_run(tmp_path)
+    model = Run.open(run).model()
     torch.save(model.state_dict(), tmp_path / "reference.pt")
     return run
 

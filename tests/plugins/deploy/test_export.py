@@ -16,16 +16,15 @@ from pathlib import Path
 import pytest
 import torch
 from omegaconf import OmegaConf
-from support import TINY, lmforge
+import support
+from support import lmforge
 
-from lmforge import hydra_bridge
 from lmforge.engine.generate import generate
 from lmforge.plugins.deploy._export import ExportError, export
 from lmforge.runs import Run
 
 transformers = pytest.importorskip("transformers")
 
-TEXTS = ["def add(a, b):\n    return a + b\n", "import os\nprint(os.getcwd())\n", "class A:\n    pass\n"] * 30
 PROMPT = "def add(a, b):"
 CAUSAL = {
     "llama": [],
@@ -38,32 +37,9 @@ VARIANTS = {**CAUSAL, "bert": ["model=bert"]}
 HF_CLASS = {"llama": "LlamaForCausalLM", "gpt2": "GPT2LMHeadModel", "bert": "BertForMaskedLM"}
 
 
-def compose(*overrides: str):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
-
-    hydra_bridge.install()
-    with initialize_config_module(config_module="lmforge.conf", version_base="1.3"):
-        tiny = [o for o in TINY if "model=rnn" not in overrides or not o.startswith("model.n_head=")]  # an RNN has no heads
-        return hydra_compose("train", overrides=[*tiny, "data.seq_len=64", *overrides])
-
-
 def make_run(root: Path, *overrides: str) -> Path:
     """A run directory as `lmforge train` leaves it, with random non-trivial weights and records."""
-    spec = hydra_bridge.check(compose(*overrides))
-    run = root / "run"
-    (run / "checkpoints").mkdir(parents=True)
-    (run / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(spec.record())))
-    tokenizer = spec.tokenizer.build()
-    tokenizer.train(iter(TEXTS))
-    tokenizer.save(run / "tokenizer.json")
-    torch.manual_seed(0)
-    model = spec.model.build().build(vocab_size=tokenizer.vocab_size, max_seq_len=spec.data.seq_len)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    state = {"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}, "global_step": 7}
-    torch.save(state, run / "checkpoints" / "last.ckpt")
+    run = support.make_run(root, "data.seq_len=64", *overrides, noise=0.05)
     report = {"source": "stdlib", "documents": 90, "bytes": 3000, "shards": 1, "counts": {},
               "sources": {"stdlib": {"documents": 90, "bytes": 3000, "share_of_bytes": 1.0}}}
     (run / "collection_report.json").write_text(json.dumps(report))
@@ -128,7 +104,7 @@ def test_autotokenizer_gives_the_runs_ids_special_tokens_and_chat_template(expor
     run_dir, out = exported[variant]
     run = Run.open(run_dir)
     tok = transformers.AutoTokenizer.from_pretrained(out)
-    for text in [PROMPT, *TEXTS[:3], "x = [1, 2]  # ünïcode"]:
+    for text in [PROMPT, *support.TEXTS[:3], "x = [1, 2]  # ünïcode"]:
         assert tok(text)["input_ids"] == run.tokenizer.encode_batch([text])[0]
     specials = {role: tok.convert_tokens_to_ids(getattr(tok, f"{role}_token")) for role in run.tokenizer.special_ids}
     assert specials == run.tokenizer.special_ids

@@ -6,46 +6,16 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
-from omegaconf import OmegaConf
-from support import TINY, lmforge
+import support
+from support import lmforge
 
-from lmforge import hydra_bridge
 from lmforge.cli import main
 
-TEXTS = ["def add(a, b):\n    return a + b\n", "import os\nprint(os.getcwd())\n", "class A:\n    pass\n"] * 30
-
-
-def compose(*overrides: str):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
-
-    hydra_bridge.install()
-    with initialize_config_module(config_module="lmforge.conf", version_base="1.3"):
-        return hydra_compose("train", overrides=[*TINY, "data.seq_len=64", *overrides])
 
 
 def make_run(root: Path, *overrides: str, quiet_eos: bool = True) -> Path:
-    """A run directory as `lmforge train` leaves it, with random weights. ``quiet_eos`` gives
-    the eos token a zero embedding, so that greedy replies of the random model run long."""
-    spec = hydra_bridge.check(compose(*overrides))
-    run = root / "run"
-    (run / "checkpoints").mkdir(parents=True)
-    (run / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(spec.record())))
-    tokenizer = spec.tokenizer.build()
-    tokenizer.train(iter(TEXTS))
-    tokenizer.save(run / "tokenizer.json")
-    torch.manual_seed(0)
-    model = spec.model.build().build(vocab_size=tokenizer.vocab_size, max_seq_len=spec.data.seq_len)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.5)
-        eos = tokenizer.special_ids.get("eos")
-        if quiet_eos and eos is not None and hasattr(model, "wte"):
-            model.wte.weight[eos] = 0.0  # tied: the eos logit stays 0 while others spread wide
-    state = {"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}, "global_step": 7}
-    torch.save(state, run / "checkpoints" / "last.ckpt")
-    return run
+    """A run directory with random weights, whose greedy replies run long."""
+    return support.make_run(root, "data.seq_len=64", *overrides, noise=0.5, quiet_eos=quiet_eos)
 
 
 @pytest.fixture(scope="module")

@@ -16,45 +16,20 @@ from pathlib import Path
 
 import httpx
 import pytest
-import torch
-from omegaconf import OmegaConf
 
-from lmforge import hydra_bridge
+import support
+
 
 openai = pytest.importorskip("openai")
 
 KEY = "test-key-123"
 CONTEXT = 512
-TEXTS = ["def add(a, b):\n    return a + b\n", "import os\nprint(os.getcwd())\n", "class A:\n    pass\n"] * 30
 
 
 def make_run(root: Path, *overrides: str) -> Path:
-    """A run directory with random weights (as `lmforge train` leaves it) and a summary.json;
-    the eos token gets a zero embedding so that replies run long."""
-    from hydra import compose, initialize_config_module
-    from support import TINY
-
-    hydra_bridge.install()
-    with initialize_config_module(config_module="lmforge.conf", version_base="1.3"):
-        tiny = [o for o in TINY if "model=rnn" not in overrides or not o.startswith("model.n_head=")]  # an RNN has no heads
-        cfg = compose("train", overrides=[*tiny, f"data.seq_len={CONTEXT}", *overrides])
-    spec = hydra_bridge.check(cfg)
-    run = root / "run"
-    (run / "checkpoints").mkdir(parents=True)
-    (run / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(spec.record())))
+    """A run directory with random weights and a summary.json; replies run long."""
+    run = support.make_run(root, f"data.seq_len={CONTEXT}", *overrides, noise=0.5, quiet_eos=True)
     (run / "summary.json").write_text(json.dumps({"val_loss": 3.21, "val_ppl": 24.8, "tokens": 123456}))
-    tokenizer = spec.tokenizer.build()
-    tokenizer.train(iter(TEXTS))
-    tokenizer.save(run / "tokenizer.json")
-    torch.manual_seed(0)
-    model = spec.model.build().build(vocab_size=tokenizer.vocab_size, max_seq_len=spec.data.seq_len)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.5)
-        eos = tokenizer.special_ids.get("eos")
-        if eos is not None and hasattr(model, "wte"):
-            model.wte.weight[eos] = 0.0
-    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}, "global_step": 7}, run / "checkpoints" / "last.ckpt")
     return run
 
 
