@@ -315,8 +315,12 @@ class _Relay:
             event = self.backlog
         else:
             try:
-                event = await asyncio.wait_for(self.events.get(), timeout=max(left, 0.001))
-            except asyncio.TimeoutError:
+                if self.events.empty():  # asyncio.timeout, not wait_for: no task a chunk
+                    async with asyncio.timeout(max(left, 0.001)):
+                        event = await self.events.get()
+                else:
+                    event = self.events.get_nowait()
+            except TimeoutError:
                 self.job.cancel()
                 self.close()
                 raise P.timed_out(self.timeout) from None
