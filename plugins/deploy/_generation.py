@@ -87,8 +87,9 @@ class Opened:
             print(f"lmforge: note: the run's preprocessing drops {what} ({reasons}); it is used as typed", file=sys.stderr)
             return text
         cleaned = "".join(d.text for d in docs)
-        if not text.endswith("\n"):  # a prompt is not a whole document: no line end the steps close it with
-            cleaned = cleaned.rstrip("\n")
+        # A prompt is not a whole document: it keeps the end it was typed with ("def " goes on
+        # after the space), where a step trims a document's trailing space or closes its line
+        cleaned = cleaned.rstrip() + text[len(text.rstrip()):]
         if not cleaned.strip():
             raise DataError(f"{what} is empty after the run's preprocessing steps: give some other text")
         return cleaned

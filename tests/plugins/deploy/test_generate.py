@@ -115,3 +115,13 @@ def test_the_cli_streams_stdin_as_one_prompt(run_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("def add") and len(proc.stdout) > 8
     assert "--repetition-penalty REPETITION_PENALTY" in lmforge("generate", "--help", cwd=tmp_path).stdout
+
+
+def test_a_prompt_keeps_the_end_it_was_typed_with(run_dir):
+    """The run's normalize step trims a document's trailing space; "def " still ends with its space."""
+    from lmforge.plugins.deploy._generation import open_run
+
+    opened = open_run(run_dir, None, "cpu", command="generate")
+    assert opened.clean("def ") == "def "
+    assert opened.clean("x = 1\n") == "x = 1\n"
+    assert opened.clean("import os") == "import os"
