@@ -112,3 +112,30 @@ def make_run(root: Path, *overrides: str, noise: float = 0.0, quiet_eos: bool = 
     state = {"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}, "global_step": step}
     torch.save(state, run / "checkpoints" / "last.ckpt")
     return run
+
+
+def start_held(root: Path, name: str, overrides: list[str], env: dict, timeout: float = 300):
+    """Start ``lmforge train`` as run ``name`` in ``root`` and return it once a test plugin
+    holds it: the plugin writes the file ``$PROBE_MARKER`` (set here) when it gets there.
+
+    Output goes to ``<name>.out``: a pipe nobody reads could fill and stall the run.
+    """
+    import time
+
+    marker = root / f"{name}.holding"
+    with open(root / f"{name}.out", "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lmforge.cli", "train", *overrides, f"hydra.run.dir={root / name}"],
+            cwd=root,
+            env={**os.environ, "PYTHONWARNINGS": "ignore", **env, "PROBE_MARKER": str(marker)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            raise AssertionError(f"run {name} never got to where it holds:\n{(root / f'{name}.out').read_text()}")
+        time.sleep(0.1)
+    return proc

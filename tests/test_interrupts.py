@@ -11,12 +11,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 import torch
-from support import TINY, lmforge
+from support import TINY, lmforge, start_held
 
 HOLD_PLUGIN = '''
 import os
@@ -83,25 +82,9 @@ def probe(tmp_path_factory):
 
 def start(root, env, name: str, *overrides: str, hold_at: int | None = None, stuck: bool = False) -> subprocess.Popen:
     """Start ``lmforge train`` as run ``name``; returns once the plugin holds it. Output goes to ``<name>.out``."""
-    marker = root / f"{name}.holding"
     hold = {"PROBE_HOLD_AT": str(hold_at)} if hold_at is not None else {}
     hold |= {"PROBE_STUCK": "1"} if stuck else {}
-    with open(root / f"{name}.out", "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "lmforge.cli", "train", *overrides, f"hydra.run.dir={root / name}"],
-            cwd=root,
-            env={**os.environ, "PYTHONWARNINGS": "ignore", **env, **hold, "PROBE_MARKER": str(marker)},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 300
-    while not marker.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            proc.wait()
-            pytest.fail(f"run {name} never got to where it holds:\n{(root / f'{name}.out').read_text()}")
-        time.sleep(0.1)
-    return proc
+    return start_held(root, name, list(overrides), {**env, **hold})
 
 
 @pytest.mark.slow

@@ -12,13 +12,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 import torch
-from support import TINY, lmforge
+from support import TINY, lmforge, start_held
 
 RUN = [o for o in TINY if not o.startswith(("trainer.max_steps", "trainer.val_check_interval"))] + [
     "trainer.max_steps=24",
@@ -77,23 +75,7 @@ def start(root, env, name: str, hold_at: int) -> subprocess.Popen:
 
     Its output goes to ``<name>.out``: a pipe nobody reads could fill and stall the run.
     """
-    marker = root / f"{name}.holding"
-    with open(root / f"{name}.out", "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "lmforge.cli", "train", *RUN, f"hydra.run.dir={root / name}"],
-            cwd=root,
-            env={**os.environ, "PYTHONWARNINGS": "ignore", **env, "PROBE_HOLD_AT": str(hold_at), "PROBE_MARKER": str(marker)},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 300
-    while not marker.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            proc.wait()
-            pytest.fail(f"run {name} never reached step {hold_at}:\n{(root / f'{name}.out').read_text()}")
-        time.sleep(0.1)
-    return proc
+    return start_held(root, name, RUN, {**env, "PROBE_HOLD_AT": str(hold_at)})
 
 
 def resume_and_compare(root, env, name: str) -> None:
