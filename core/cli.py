@@ -13,6 +13,7 @@ import logging
 import sys
 import warnings
 from pathlib import Path
+from typing import Any, Callable
 
 from lmforge import __version__
 from lmforge.errors import LmforgeError
@@ -29,6 +30,8 @@ commands:
                       -m runs a sweep; with tuner=grid|random|bayes|nevergrad, lmforge's sweeper searches it
   plugins [--json]    list installed plugins, their components and config options
   eval <run dir>      recompute a run's metrics on its validation split (or --split, --text) into eval.json
+                      --task <name>: score it, its base and the baseline on a task's test split
+                      --lm-eval TASKS [--include-path DIR]: lm-eval-harness tasks, offline, into eval.json
 {extra}
 Run 'lmforge train --help' for the config groups and their options."""
 
@@ -44,10 +47,11 @@ def _unavailable_choice(argv: list[str]) -> str | None:
         group, _, option = arg.partition("=")
         if group not in KINDS or not option or option in registry.components[group]:
             continue
-        if option in broken:
-            b = broken[option]
+        plugin = option if option in broken else f"{group}_{option}"  # <group>_<name> where <name> is taken
+        if plugin in broken:
+            b = broken[plugin]
             return (
-                f"{group}={option}: plugin {option!r} from {b.provenance} failed to load ({b.error}). "
+                f"{group}={option}: plugin {plugin!r} from {b.provenance} failed to load ({b.error}). "
                 f"Fix or reinstall {b.provenance.distribution}, or choose another {group}."
             )
         if registry.disabled and option not in _shipped_options(group):
@@ -63,6 +67,24 @@ def _shipped_options(group: str) -> set[str]:
 
 
 def train(argv: list[str]) -> int:
+    def run(cfg, run_dir: Path, launch_dir: Path) -> float:
+        from lmforge.run import train as run_train
+
+        return run_train(cfg, run_dir, launch_dir)
+
+    return hydra_app(argv, "train", run)
+
+
+def hydra_app(argv: list[str], config_name: str, run: Callable[[Any, Path, Path], float]) -> int:
+    """Run a command as a Hydra app over ``lmforge.conf/<config_name>.yaml``, as ``train`` runs.
+
+    ``run(cfg, run_dir, launch_dir)`` does one job and returns the metric a sweeper
+    optimizes. Around it: plugin conflicts and unwritable run folders are refused before
+    Hydra starts, the run directory is locked, ``-m`` with a ``tuner=`` selects lmforge's
+    sweeper, and a job refused with an ``LmforgeError`` prints one line, exits 2 and
+    leaves no run directory behind (in a sweep, the sweeper records the failed trial).
+    ``lmforge finetune`` is the other command built on it.
+    """
     load_plugins()[1].check()  # two plugins claiming one name: refuse before any work
     if message := _unavailable_choice(argv) or _unwritable_run_dir(argv):
         print(f"lmforge: error: {message}", file=sys.stderr)
@@ -76,21 +98,19 @@ def train(argv: list[str]) -> int:
     rundir.register(argv)  # the default hydra.run.dir claims a new folder: ${lmforge.unique_dir:...}
     rundir.lock_requested(argv)  # a folder another live run holds: refused before Hydra writes into it
 
-    @hydra.main(config_path="pkg://lmforge.conf", config_name="train", version_base="1.3")
+    @hydra.main(config_path="pkg://lmforge.conf", config_name=config_name, version_base="1.3")
     def task(cfg) -> float:
-        from lmforge.run import train as run_train
-
         runtime = HydraConfig.get().runtime
         run_dir, launch_dir = Path(runtime.output_dir), Path(runtime.cwd)
         try:
             with rundir.locked(run_dir):
-                return run_train(cfg, run_dir, launch_dir)
+                return run(cfg, run_dir, launch_dir)
         except LmforgeError as exc:
             if HydraConfig.get().mode.name == "MULTIRUN":
                 raise  # the sweeper records the failed trial and goes on
             log.error("%s", exc)
             if not isinstance(exc, rundir.RunDirBusy):  # a busy folder is another run's to keep
-                _remove_if_empty(run_dir, launch_dir)
+                _remove_if_empty(run_dir, launch_dir, f"{HydraConfig.get().job.name}.log")
             raise SystemExit(2) from None
 
     multirun = any(a in ("-m", "--multirun") for a in argv)
@@ -121,14 +141,14 @@ def _unwritable_run_dir(argv: list[str]) -> str | None:
     return None
 
 
-def _remove_if_empty(run_dir: Path, launch_dir: Path) -> None:
+def _remove_if_empty(run_dir: Path, launch_dir: Path, log_file: str = "train.log") -> None:
     """A run refused before any work leaves no run directory behind: only Hydra's files are in
     it. Parents it leaves empty (``outputs/<date>``) go too, up to the launch directory."""
     import shutil
 
     from lmforge.rundir import LOCK
 
-    if not run_dir.is_dir() or not {p.name for p in run_dir.iterdir()} <= {".hydra", "train.log", LOCK}:
+    if not run_dir.is_dir() or not {p.name for p in run_dir.iterdir()} <= {".hydra", log_file, LOCK}:
         return
     shutil.rmtree(run_dir, ignore_errors=True)
     for parent in run_dir.parents:

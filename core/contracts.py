@@ -29,7 +29,7 @@ import dataclasses
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Iterator, Optional
 
 if TYPE_CHECKING:
     import torch
@@ -216,12 +216,18 @@ class LMOutput:
 
     ``logits``: (B, T, V). ``attention``: one (B, H, T, S) tensor per layer when
     ``return_attention=True`` was passed, else None. ``cache``: the updated KV cache
-    when one was passed, else None.
+    when one was passed, else None. ``hidden``: the residual stream, one (B, T, C) tensor
+    after the embedding and one after each layer, when ``return_hidden=True`` was passed
+    (architectures with ``unembed`` only), else None. ``features``: the (B, T, C) input of
+    ``lm_head`` when ``return_logits=False`` was passed (``supports_features``); ``logits``
+    is None then.
     """
 
     logits: "torch.Tensor"
     attention: list["torch.Tensor"] | None = None
     cache: Any = None
+    hidden: list["torch.Tensor"] | None = None
+    features: "torch.Tensor | None" = None
 
 
 class Architecture(Component):
@@ -253,6 +259,27 @@ class Architecture(Component):
       (B, T) long is each new token's position counted from its row's first real token
       (padding gets 0). The logits of a row's real tokens must equal those of the row
       decoded alone. Without it, generation decodes rows of different lengths apart.
+    - optionally ``supports_features: bool`` (absent means False). When true, ``lm_head``
+      is a bias-free ``nn.Linear`` whose output is the logits, and ``forward(idx,
+      return_logits=False)`` skips it and fills ``LMOutput.features`` with its input: the
+      fused losses of ``trainer.kernels`` never hold the (B, T, V) logits.
+    - optionally ``supports_documents: bool`` (absent means False). When true, ``forward``
+      also takes ``documents`` (B, T), each position's document id (equal ids, one
+      document), and no position attends across a change of id (``model.attention=document``).
+      Training passes it when the batches carry a third tensor.
+
+    Optional, for ``lmforge explain`` (each method runs where its part is present):
+
+    - ``get_input_embeddings() -> nn.Embedding``: the token embedding table. Saliency and
+      integrated gradients differentiate and interpolate its output (B, T, C), replacing it
+      through a forward hook, so ``forward`` must use this module's output as is.
+    - ``unembed(h) -> logits`` mapping a residual stream (B, T, C) to (B, T, V) through the
+      final norm and the head, with ``forward(idx, return_hidden=True)`` filling
+      ``LMOutput.hidden``; ``unembed(hidden[-1])`` equals the logits. The logit lens reads
+      each layer's stream through it, and a classification head (``lmforge finetune`` on a
+      ``classify`` task) pools ``hidden[-1]``; without ``unembed`` the head pools the
+      next-token log-probabilities instead, so every architecture gets one.
+    - attention maps come from ``return_attention`` above; an empty list means none.
 
     Distributed training goes through Lightning strategies, so the module must be a
     plain ``nn.Module`` with no process-group logic of its own.
@@ -447,6 +474,215 @@ class Logger(Component):
         raise NotImplementedError
 
 
+@dataclass
+class Segment:
+    """A piece of a formatted example: its text, and whether the model is trained on it.
+
+    ``target`` segments carry the loss; the rest (the prompt, a user's turn, the role
+    tokens before an assistant's turn) get label -100.
+    """
+
+    text: str
+    target: bool = False
+
+
+@dataclass
+class Example:
+    """One task example, formatted by ``Task.format``.
+
+    ``segments`` is the whole sequence the model sees, in order: for a generative task
+    ``[Segment(prompt), Segment(target, target=True)]``, for a chat every turn with the
+    assistant's turns as targets, for classification one segment holding the text.
+    ``label`` is the class name for a classification task, else "". ``prompt`` and
+    ``reference`` are what evaluation uses: the text before the last target segment,
+    and that segment's text.
+    """
+
+    id: str
+    segments: list[Segment]
+    label: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def prompt(self) -> str:
+        last = max((i for i, s in enumerate(self.segments) if s.target), default=len(self.segments))
+        return "".join(s.text for s in self.segments[:last])
+
+    @property
+    def reference(self) -> str:
+        targets = [s.text for s in self.segments if s.target]
+        return targets[-1] if targets else ""
+
+
+@dataclass
+class TaskConfig:
+    """Where a task's examples come from and how they are formatted.
+
+    Subclasses add their own fields (a template, a language pair) and set defaults.
+    """
+
+    data: str = ""  # JSONL, CSV/TSV or Parquet file, a datasets builder ("hf:<name>"); "" = the offline demo
+    fields: dict[str, str] = field(default_factory=dict)  # the task's field -> the column that holds it
+    template: str = ""  # a Jinja template over the record's fields; "" = the task's own default
+    split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # train/validation/test shares, by a hash of the id
+    max_examples: Optional[int] = None  # read at most this many records
+    overlong: str = "truncate"  # an example longer than the context: truncate | drop
+
+    def __post_init__(self) -> None:
+        shares = list(self.split)
+        if len(shares) != 3 or any(not isinstance(s, (int, float)) or s < 0 for s in shares) or abs(sum(shares) - 1) > 1e-6 or not shares[0] > 0:
+            raise ValueError(f"split={list(self.split)}: must be three shares (train, validation, test), each 0 or more, train above 0, summing to 1; e.g. split=[0.8,0.1,0.1]")
+        if self.overlong not in ("truncate", "drop"):
+            raise ValueError(f"overlong={self.overlong}: must be truncate or drop; e.g. overlong=truncate")
+        if self.max_examples is not None and (isinstance(self.max_examples, bool) or self.max_examples < 1):
+            raise ValueError(f"max_examples={self.max_examples}: must be at least 1, or null for all; e.g. max_examples=1000")
+
+
+class Task(Component):
+    """A downstream task: its examples, their format and its metrics. Selected by ``task``.
+
+    Contract:
+
+    - ``type`` is ``"generate"`` (the model writes the reference after the prompt, scored
+      by decoding greedily) or ``"classify"`` (a head on the model predicts ``label``
+      among ``labels``).
+    - ``fields`` names the record fields the task reads. ``config.fields`` maps each to
+      a column of the user's data, so that any file works without renaming columns.
+    - ``demo()`` returns the records of an offline demo dataset, built with no download,
+      so that ``lmforge finetune task=<name>`` runs out of the box.
+    - ``format(record)`` turns one record (keyed by the task's fields, plus ``id``) into
+      an ``Example``. The text layout comes from ``config.template``, a config string.
+    - ``special_tokens`` lists tokens the template uses that the base tokenizer must
+      know (chat roles, a separator); fine-tuning adds the missing ones and resizes the
+      embeddings.
+    - ``metrics`` names the task's metrics, higher is better unless the name ends in
+      ``loss``. A metric ending in ``loss`` (``assistant_loss``) is the model's mean
+      cross-entropy on the target tokens of the split, measured by the engine;
+      ``score(predictions, examples)`` maps each of the others to a float.
+    - ``baseline(examples)`` gives a trivial system's predictions (the majority class,
+      copying the source), which a fine-tuned model must beat.
+    - ``prepare(train)`` is called by ``lmforge.tasks.load`` with the training split
+      before anything is scored: a classify task learns ``labels`` (sorted) and its
+      majority class there.
+    """
+
+    kind = "task"
+    Config: ClassVar[type] = TaskConfig
+    type: ClassVar[str] = "generate"
+    fields: ClassVar[tuple[str, ...]] = ()
+    metrics: ClassVar[tuple[str, ...]] = ()
+    special_tokens: ClassVar[tuple[str, ...]] = ()
+    labels: list[str] = []  # a classify task's classes, sorted, set by ``prepare``
+
+    def prepare(self, train: list[Example]) -> None:
+        """Learn what scoring needs from the training split (the classes). The default: nothing."""
+
+    def demo(self) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def format(self, record: dict[str, Any]) -> Example:
+        raise NotImplementedError
+
+    def score(self, predictions: list[str], examples: list[Example]) -> dict[str, float]:
+        raise NotImplementedError
+
+    def baseline(self, examples: list[Example]) -> list[str]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a guard decided about a text.
+
+    ``decision`` is ``allow``, ``flag`` (let it through, and say so) or ``block`` (refuse
+    it). ``categories`` are the hazard categories the text fell in, the worst first;
+    ``scores`` gives each category the guard scored a number (a share of words, a
+    probability), higher meaning more confident.
+    """
+
+    decision: str = "allow"
+    categories: tuple[str, ...] = ()
+    scores: dict[str, float] = field(default_factory=dict)
+
+    DECISIONS: ClassVar[tuple[str, ...]] = ("allow", "flag", "block")
+
+    def __post_init__(self) -> None:
+        if self.decision not in self.DECISIONS:
+            raise ValueError(f"decision={self.decision!r}: must be allow, flag or block")
+
+    @property
+    def blocked(self) -> bool:
+        return self.decision == "block"
+
+
+@dataclass
+class GuardConfig:
+    """What every guard's config holds; subclasses add their own fields."""
+
+    refusal: str = "Sorry, I can't help with that."  # the reply to a blocked prompt
+
+
+class Scanner:
+    """Checks one reply as it streams: ``feed`` each new chunk, then ``finish``.
+
+    Both return ``(released, verdict)``: the text that has now been checked and may be
+    shown, and the verdict on the reply so far. Text is held back until it is checked,
+    so a blocked reply never shows the text that blocked it. This default re-checks the
+    whole reply with ``guard.check`` each time ``stride`` characters have come (``stride``
+    0: on every chunk), which suits a model-based guard; a guard that can check a chunk
+    with a little overlap (a word list) overrides it with an incremental scanner.
+    """
+
+    def __init__(self, guard: "Guard", stride: int = 0) -> None:
+        self.guard, self.stride = guard, stride
+        self.text, self.pending = "", ""
+        self.verdict = Verdict()
+
+    def feed(self, chunk: str) -> tuple[str, Verdict]:
+        self.pending += chunk
+        if len(self.pending) < self.stride:
+            return "", self.verdict
+        return self._check()
+
+    def finish(self) -> tuple[str, Verdict]:
+        return self._check() if self.pending else ("", self.verdict)
+
+    def _check(self) -> tuple[str, Verdict]:
+        self.text, released, self.pending = self.text + self.pending, self.pending, ""
+        self.verdict = self.guard.check(self.text)  # the reply so far: a block stops the stream
+        return ("" if self.verdict.blocked else released), self.verdict
+
+
+class Guard(Component):
+    """Checks text going into and coming out of a model. Selected by ``--guard`` (the
+    ``guard`` group) in ``lmforge generate``, ``chat`` and ``serve``.
+
+    Contract:
+
+    - ``check(text)`` returns a ``Verdict`` for a whole text (a prompt, a reply); the same
+      text gets the same verdict.
+    - ``scanner()`` returns a fresh ``Scanner`` for one reply, which sees the reply chunk
+      by chunk as it streams. Its verdict on the whole reply equals ``check`` on the
+      whole reply however the reply is cut into chunks (a match may span two chunks),
+      and it releases every character exactly once unless it blocks.
+    - ``config.refusal`` is what a blocked prompt is answered with.
+    - Heavy work (loading a moderation model) happens on the first check, or in
+      ``setup()``, which the commands call once before serving.
+    """
+
+    kind = "guard"
+    Config: ClassVar[type] = GuardConfig
+
+    def setup(self) -> None:
+        """Load what checking needs, once. The default: nothing."""
+
+    def check(self, text: str) -> Verdict:
+        raise NotImplementedError
+
+    def scanner(self) -> Scanner:
+        return Scanner(self)
+
+
 @dataclass(frozen=True)
 class Kind:
     """One kind of component: the config group a user types, its hook and its base class.
@@ -455,7 +691,9 @@ class Kind:
     (``model=rnn``) and in errors. ``alias`` is the kind's older name, which code written
     against earlier versions may still pass (``"architecture"``). A kind that is not
     ``chosen`` is not picked alone as ``group=<name>``: preprocessors are composed into
-    the ``preprocess.steps`` list.
+    the ``preprocess.steps`` list. ``command`` is the command whose config holds the
+    group: ``lmforge train`` checks its own kinds, ``lmforge finetune`` adds ``task``, and
+    ``lmforge generate``, ``chat`` and ``serve`` choose a ``guard`` with ``--guard``.
     """
 
     group: str
@@ -463,6 +701,7 @@ class Kind:
     base: type
     alias: str = ""
     chosen: bool = True
+    command: str = "train"  # the command whose config chooses it: train, finetune for tasks, generate (and chat, serve) for guards
 
 
 # Adding a kind is one row here plus its contract suite in lmforge.testing
@@ -479,6 +718,8 @@ KINDS: dict[str, Kind] = {
         Kind("scheduler", "register_schedulers", Scheduler),
         Kind("logger", "register_loggers", Logger),
         Kind("tuner", "register_tuners", Tuner),
+        Kind("task", "register_tasks", Task, command="finetune"),
+        Kind("guard", "register_guards", Guard, command="generate"),
     )
 }
 

@@ -4,7 +4,9 @@ The run is opened through ``lmforge.runs.Run`` (its checked config, tokenizer an
 By default the validation split is read back from the run's cached tokenize stage;
 ``--split train`` reads the training split instead, and ``--text`` scores any text files
 after the run's own preprocessing steps and tokenizer, so the numbers (bits per byte
-included) compare with the run's.
+included) compare with the run's. ``--task NAME`` scores the run, its base and the task's
+baseline on a downstream task's test split instead (``lmforge.task_eval``), and
+``--lm-eval TASKS`` runs lm-eval-harness tasks on it, offline (``lmforge.harness``).
 """
 
 from __future__ import annotations
@@ -83,7 +85,10 @@ def evaluate(run_dir: Path, *, checkpoint: str | None = None, split: str = "val"
         "device": device,
         **metrics,
     }
-    atomic_write_json(out or run.dir / "eval.json", result)
+    target = out or run.dir / "eval.json"
+    from lmforge.harness import previous_results
+
+    atomic_write_json(target, {**result, **previous_results(target)})  # lm-eval's results stay
     return result
 
 
@@ -91,16 +96,71 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="lmforge eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path, help="a directory written by lmforge train, or a checkpoint inside one")
     parser.add_argument("--checkpoint", help="a .ckpt file; default <run dir>/checkpoints/last.ckpt")
-    parser.add_argument("--split", choices=("val", "train"), default="val", help="which split of the run's corpus to score")
+    parser.add_argument("--split", choices=("val", "train", "validation", "test"), help="the run's corpus: val (default) or train; with --task: test (default), validation or train")
     parser.add_argument("--text", type=Path, nargs="+", help="score these text files instead of a split")
     parser.add_argument("--batches", type=int, help="batches to score; 0 for the whole split (default: the run's data.val_batches)")
-    parser.add_argument("--out", type=Path, help="where to write the metrics; default <run dir>/eval.json")
-    args = parser.parse_args(argv)
+    parser.add_argument("--out", type=Path, help="where to write the metrics; default <run dir>/eval.json (with --task: a folder, default <run dir>/eval-<task>)")
+    parser.add_argument("--lm-eval", metavar="TASKS", help="run lm-eval-harness tasks (comma-separated) instead, offline on local task YAML and data")
+    parser.add_argument("--include-path", type=Path, metavar="DIR", help="with --lm-eval: a folder of task YAML files")
+    parser.add_argument("--limit", type=float, help="with --lm-eval: score at most N documents per task (below 1: that share)")
+    parser.add_argument("--batch-size", type=int, default=16, help="with --lm-eval or --task: requests per forward pass (default 16)")
+    parser.add_argument("--task", metavar="NAME", help="score the run, its base and the baseline on a task's test split (docs/tasks.md)")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="with --task: task overrides, e.g. task.data=data.jsonl")
+    parser.add_argument("--max-tokens", type=int, default=64, help="with --task: new tokens at most per greedy reply (default 64)")
+    parser.add_argument("--no-base", action="store_true", help="with --task: do not score the base run")
+    args = parser.parse_intermixed_args(argv)
+    if args.lm_eval is not None:
+        return _lm_eval(args)
+    if args.task is not None:
+        return _task(args)
+    if args.overrides:
+        raise ConfigError(f"{args.overrides[0]}: key=value overrides go with --task <name>")
+    if args.split in ("validation", "test"):
+        raise ConfigError(f"--split {args.split}: only with --task; the run's corpus has the splits val and train")
     for path in args.text or []:
         if not path.is_file():
             raise ConfigError(f"--text {path}: no such file")
-    result = evaluate(args.run_dir, checkpoint=args.checkpoint, split=args.split, text=args.text, batches=args.batches, out=args.out)
+    result = evaluate(args.run_dir, checkpoint=args.checkpoint, split=args.split or "val", text=args.text, batches=args.batches, out=args.out)
     shown = ", ".join(f"{k} {result[k]:.4f}" for k in ("loss", "ppl", "bpb", "top1", "top5", "f1") if k in result)
     print(f"{result['split']}: {result['tokens']:,} tokens, step {result['step']}: {shown}")
     print(f"wrote {args.out or Path(result['run_dir']) / 'eval.json'}")
+    return 0
+
+
+def _lm_eval(args) -> int:
+    from lmforge import harness
+
+    tasks = [t.strip() for t in args.lm_eval.split(",") if t.strip()]
+    if clash := [flag for flag, given in (("--text", args.text), ("--task", args.task), ("--split", args.split)) if given]:
+        raise ConfigError(f"--lm-eval with {clash[0]}: one kind of evaluation at a time; run lmforge eval twice")
+    if not tasks:
+        raise ConfigError("--lm-eval: name at least one task, e.g. --lm-eval hellaswag,arc_easy")
+    if args.limit is not None and (args.limit <= 0 or (args.limit >= 1 and not args.limit.is_integer())):
+        raise ConfigError(f"--limit {args.limit:g}: give a whole number of documents, or a share between 0 and 1")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size {args.batch_size}: must be 1 or more")
+    limit = int(args.limit) if args.limit is not None and args.limit >= 1 else args.limit
+    results = harness.run_tasks(
+        args.run_dir, tasks, include_path=args.include_path, limit=limit, batch_size=args.batch_size, checkpoint=args.checkpoint, out=args.out,
+    )
+    print(harness.table(results))
+    print(f"wrote {args.out or Run.open(args.run_dir).dir / 'eval.json'}")
+    return 0
+
+
+def _task(args) -> int:
+    from lmforge import task_eval
+
+    for flag, value in (("--batch-size", args.batch_size), ("--max-tokens", args.max_tokens)):
+        if value < 1:
+            raise ConfigError(f"{flag} {value}: must be 1 or more")
+    split = {"val": "validation", None: "test"}.get(args.split, args.split)
+    result = task_eval.evaluate_task(
+        args.run_dir, args.task, args.overrides, checkpoint=args.checkpoint, split=split, base=not args.no_base,
+        max_tokens=args.max_tokens, batch_size=args.batch_size, out=args.out,
+    )
+    print(task_eval.table(result))
+    if picture := result.get("confusion_matrix"):
+        print(f"confusion matrix: {picture}")
+    print(f"wrote {Path(args.out or Path(result['run_dir']) / f'eval-{args.task}') / 'eval.json'}")
     return 0

@@ -102,6 +102,27 @@ def register_loggers(register):
 
 
 @hookspec
+def register_tasks(register):
+    """Register downstream tasks: the options of the ``task`` config group.
+
+    Called once at plugin load. Call ``register(cls)`` once per class; ``cls`` subclasses
+    ``lmforge.contracts.Task``, and ``cls.name`` becomes the option of ``task=<name>`` in
+    ``lmforge finetune`` and ``lmforge eval --task``. Returns nothing.
+    """
+
+
+@hookspec
+def register_guards(register):
+    """Register guards: the options of the ``guard`` config group.
+
+    Called once at plugin load. Call ``register(cls)`` once per class; ``cls`` subclasses
+    ``lmforge.contracts.Guard``, and ``cls.name`` becomes the option of ``--guard <name>``
+    in ``lmforge generate``, ``lmforge chat`` and ``lmforge serve`` (or ``guard.name`` in a
+    fine-tuned run's config). Returns nothing.
+    """
+
+
+@hookspec
 def register_commands(register):
     """Add sub-commands to the ``lmforge`` command line.
 
@@ -142,6 +163,18 @@ def register_hydra_plugins(register):
     """
 
 
+@hookspec
+def register_resolvers(register):
+    """Register OmegaConf resolvers that configs may use, as ``${name:arg}``.
+
+    Called once, when lmforge sets Hydra up, before any config is composed or resolved.
+    Call ``register(name, function)`` per resolver; ``function`` receives the
+    interpolation's arguments and returns the value (for example
+    ``${compute.max_steps:1e11}``, the steps that spend a FLOP budget). A name another
+    plugin registered already is an error naming both. Returns nothing.
+    """
+
+
 # Run-phase hooks -----------------------------------------------------------------------
 
 
@@ -153,4 +186,17 @@ def train_callbacks(run_dir):
     ``Trainer`` is created; ``run_dir`` is the job's output directory (a
     ``pathlib.Path``). Return a list of ``lightning.pytorch.Callback`` instances. Results
     of all plugins are collected and added after lmforge's own callbacks.
+    """
+
+
+@hookspec
+def lm_eval_models():
+    """Name lm-eval-harness models that score lmforge runs, or return None.
+
+    Called when ``lmforge eval --lm-eval`` starts, before lm-eval looks its model up.
+    Return a dict mapping a model name to an ``lm_eval.api.model.LM`` subclass, given as
+    its import path ``"package.module:Class"`` so that nothing heavy is imported here.
+    lmforge registers each with lm-eval's model registry; the class is built with
+    ``pretrained=<run dir>``, ``checkpoint``, ``batch_size`` and ``device``. Results of
+    all plugins are collected; ``--lm-eval`` scores with the one named ``lmforge``.
     """

@@ -81,6 +81,18 @@ def install() -> None:
 
     pm.hook.register_hydra_plugins(register=register)
 
+    resolvers: dict[str, str] = {}
+
+    def register_resolver(name: str, function: Any) -> None:
+        owner = getattr(function, "__module__", "?")
+        if name in resolvers and resolvers[name] != owner:
+            raise ConfigError(f"two plugins register the resolver ${{{name}:...}}: {resolvers[name]} and {owner}")
+        resolvers[name] = owner
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, function)
+
+    pm.hook.register_resolvers(register=register_resolver)
+
     shipped: dict[str, set[str]] = {}
     for package in ["lmforge.conf"] + [p for p, _ in registry.config_packages]:
         for group, names in config_options(package).items():
@@ -211,13 +223,22 @@ class RunSpec:
 
 def check(cfg: DictConfig) -> RunSpec:
     """Check the whole run config against its schemas before any work starts."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True)  # an interpolation that fails names its key here
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or "the config"
+        cause = exc
+        while cause is not None and not isinstance(cause, ConfigError):  # a resolver's own message, if it gave one
+            cause = cause.__context__
+        reason = str(cause or exc).splitlines()[0]
+        raise ConfigError(f"{key}: {reason}; fix the value or the ${{...}} interpolation in it") from None
     known = {"seed", "cache_dir", "resume", "resume_fallback", "preprocess", *KINDS, *ENGINE_GROUPS}
     if unknown := sorted(set(cfg) - known):
         raise ConfigError(f"unknown top-level key(s) {', '.join(unknown)}: the run config has {', '.join(sorted(known & set(cfg)))}")
     chosen = {
         group: Selected(*component_config(group, cfg[group], group))
         for group, kind in KINDS.items()
-        if kind.chosen and group != "tuner"
+        if kind.chosen and kind.command == "train" and group != "tuner"
     }
     groups = {
         group: structured(schema, OmegaConf.to_container(cfg[group], resolve=True) if group in cfg else {}, group, group)

@@ -157,17 +157,19 @@ def tokenize(spec: RunSpec, cache, preprocessed: Done, run_dir: Path):
 
 def build(spec: RunSpec, tokenizer, tokenized: Done) -> Built:
     """The architecture at its size, and the token windows of the train and validation splits."""
-    from lmforge.stages.tokenize import split_tokens
+    from lmforge.stages.tokenize import split_starts, split_tokens
 
     train_ids, val_ids, bytes_per_token = split_tokens(tokenized.dir, spec.data.val_fraction)
     shown = f"{len(train_ids):,}", f"{len(val_ids):,}", bytes_per_token
     log.info("data: %s train tokens, %s validation tokens, %.2f bytes/token", *shown)
     architecture = spec.model.build()
+    model = architecture.build(vocab_size=tokenizer.vocab_size, max_seq_len=spec.data.seq_len)
+    # model.attention=document: the batches carry each position's document id
+    starts = split_starts(tokenized.dir, spec.data.val_fraction) if getattr(model, "supports_documents", False) else None
     data = engine.token_data(
         train_ids, val_ids, spec.data, objective=architecture.objective, tokenizer=tokenizer, seed=spec.seed,
-        max_steps=spec.trainer.max_steps, accumulate=spec.trainer.accumulate_grad_batches,
+        max_steps=spec.trainer.max_steps, accumulate=spec.trainer.accumulate_grad_batches, starts=starts,
     )
-    model = architecture.build(vocab_size=tokenizer.vocab_size, max_seq_len=spec.data.seq_len)
     log.info("model: %s (%s), %s parameters", architecture.name, spec.model.provenance, f"{model.num_params():,}")
     sizes = {"params": model.num_params(), "train_tokens": len(train_ids), "val_tokens": len(val_ids)}
     return Built(model, data, val_ids, {**sizes, "bytes_per_token": bytes_per_token})

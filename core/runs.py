@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from lmforge.hydra_bridge import RunSpec
 
 CHECKPOINTS, LAST = "checkpoints", "last.ckpt"
-EXPORT_CONFIG, EXPORT_WEIGHTS = "lmforge.json", "model.safetensors"  # a folder from `lmforge export --format safetensors`
+HEAD = "classifier.json"  # a classify fine-tune's head: lmforge.classifier.Head
+EXPORT_CONFIG, EXPORT_WEIGHTS = "lmforge.json", "model.safetensors"  # a folder from `lmforge export` (either format)
 
 
 class RunError(LmforgeError):
@@ -59,7 +60,7 @@ class Run:
     @classmethod
     def open(cls, path: Path | str) -> Run:
         """Open a run directory, or a checkpoint file inside one's ``checkpoints/``, or a
-        folder that ``lmforge export --format safetensors`` wrote."""
+        folder that ``lmforge export`` wrote (``--format safetensors`` or ``hf``)."""
         path = Path(path).expanduser().resolve()
         if not path.exists():
             raise RunError(f"{path}: no such file or directory; pass a run directory that `lmforge train` wrote (outputs/<date>/<time>)")
@@ -124,6 +125,17 @@ class Run:
             docs = step.process(docs, stats)
         return list(docs), stats
 
+    @cached_property
+    def head(self) -> "Any":
+        """The classification head a ``classify`` fine-tune recorded (``classifier.json``:
+        labels, pooling, row length) as an ``lmforge.classifier.Head``, or None for a language model."""
+        data = _read_json(self.dir / HEAD)
+        if data is None:
+            return None
+        from lmforge.classifier import Head
+
+        return Head.from_json(data, str(self.dir / HEAD))
+
     @property
     def bytes_per_token(self) -> float | None:
         """UTF-8 bytes per token of the run's tokenized corpus, as its bits per byte used."""
@@ -182,13 +194,24 @@ class Run:
             return f"; the run has no other intact checkpoint{f' (unreadable too: {others})' if others else ''}"
         return f"; the run's newest intact checkpoint is {intact.path.name} (step {intact.step}): {use(intact.path)}"
 
-    def model(self, checkpoint: Checkpoint | Path | str | None = None, device: "str | torch.device" = "cpu") -> "torch.nn.Module":
+    def model(
+        self, checkpoint: Checkpoint | Path | str | None = None, device: "str | torch.device" = "cpu", vocab_size: int | None = None,
+    ) -> "torch.nn.Module":
         """The run's architecture built at its size and loaded with ``checkpoint``'s weights
-        (default: the run's), in eval mode, on ``device``."""
+        (default: the run's), in eval mode, on ``device``. ``vocab_size`` above the tokenizer's
+        is for a tokenizer extended with new tokens (``lmforge finetune``): every weight sized
+        by the vocabulary gets a row per new token, drawn around the mean of its rows."""
         ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else self.read_checkpoint(checkpoint)
-        model = self.spec.model.build().build(vocab_size=self.tokenizer.vocab_size, max_seq_len=self.spec.data.seq_len)
+        size = max(vocab_size or 0, self.tokenizer.vocab_size)
+        model = self.spec.model.build().build(vocab_size=size, max_seq_len=self.spec.data.seq_len)
+        if self.head is not None:  # a classifier fine-tune: its head wraps the architecture
+            from lmforge.classifier import Classifier
+
+            model = Classifier(model, self.head)
         prefix = "model."  # the LightningModule's attribute holding the architecture
         weights = {k[len(prefix):]: v for k, v in ckpt.state_dict.items() if k.startswith(prefix)}
+        if size > self.tokenizer.vocab_size:
+            weights = _grow_vocab(weights, self.tokenizer.vocab_size, size)
         try:
             model.load_state_dict(weights)
         except RuntimeError as exc:
@@ -197,6 +220,25 @@ class Run:
                 f"({str(exc).splitlines()[0]}): was the checkpoint written by another run?"
             ) from None
         return model.eval().to(device)
+
+
+def _grow_vocab(weights: dict, old: int, new: int) -> dict:
+    """``weights`` with ``new - old`` rows added to each tensor of ``old`` rows (embeddings, an
+    output head and its bias): the mean of the existing rows plus noise of their spread, seeded,
+    so new tokens start apart from each other and near the tokens the model knows (as
+    ``transformers``' ``resize_token_embeddings(mean_resizing=True)``)."""
+    import torch
+
+    generator, grown, done = torch.Generator().manual_seed(0), {}, {}
+    for key, value in weights.items():
+        if value.dim() >= 1 and value.shape[0] == old and value.is_floating_point():
+            if value.data_ptr() not in done:  # a tied head shares its embedding's tensor: grown once
+                rows = value.float()
+                extra = rows.mean(0) + rows.std(0) * torch.randn((new - old, *value.shape[1:]), generator=generator)
+                done[value.data_ptr()] = torch.cat([value, extra.to(value.dtype)])
+            value = done[value.data_ptr()]
+        grown[key] = value
+    return grown
 
 
 class _Unreadable(Exception):
@@ -237,16 +279,32 @@ def _load(path: Path, map_location: Any = "cpu") -> dict:
 
 
 def _load_safetensors(path: Path) -> dict:
-    """An exported folder's weights as a checkpoint's state: ``model.``-prefixed, with the step."""
+    """An exported folder's weights as a checkpoint's state: ``model.``-prefixed, with the step.
+
+    A ``--format hf`` folder holds the weights under Hugging Face names; its ``lmforge.json``
+    says how each lmforge tensor is rebuilt from them (``hf_names``: parts concatenated,
+    some transposed), so the run's own model loads the very same numbers.
+    """
     from safetensors import SafetensorError, safe_open
 
+    exported = _read_json(path.parent / EXPORT_CONFIG) or {}
+    names = exported.get("hf_names")
     try:
         with safe_open(str(path), framework="pt") as f:
-            step = int((f.metadata() or {}).get("step", 0))
-            weights = {f"model.{k}": f.get_tensor(k) for k in f.keys()}
+            step = int((f.metadata() or {}).get("step", exported.get("step", 0)))
+            weights = _from_hf(f, names) if names else {f"model.{k}": f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
         raise _Unreadable(f"is not a readable safetensors file, it is truncated or corrupt ({str(exc).splitlines()[0]})") from None
     return {"state_dict": weights, "global_step": step}
+
+
+def _from_hf(f, names: dict) -> dict:
+    import torch
+
+    def part(name: str, transposed: bool):
+        return (f.get_tensor(name).t() if transposed else f.get_tensor(name)).reshape(-1)
+
+    return {f"model.{key}": torch.cat([part(*p) for p in m["parts"]]).reshape(m["shape"]) for key, m in names.items()}
 
 
 def _read_json(path: Path) -> dict | None:

@@ -39,11 +39,13 @@ from lmforge.contracts import (
     Architecture,
     Collector,
     Document,
+    Guard,
     Logger,
     Optimizer,
     Param,
     Preprocessor,
     Scheduler,
+    Task,
     Tokenizer,
     Tuner,
     kind_of,
@@ -263,6 +265,31 @@ class ArchitectureContract(ComponentContract):
         assert isinstance(out.attention, list)
         for att in out.attention:
             assert att.dim() == 4 and att.shape[0] == 2 and att.shape[-2:] == (self.seq_len, self.seq_len)
+
+    def test_the_parts_lmforge_explain_uses(self):
+        """Optional: ``get_input_embeddings()`` gives the embedding table whose output the model
+        uses as is; ``unembed(hidden[-1])`` with ``return_hidden=True`` equals the logits."""
+        import torch
+
+        model = self.built().eval()
+        idx = torch.randint(0, self.vocab_size, (2, self.seq_len))
+        if callable(getattr(model, "get_input_embeddings", None)):
+            table = model.get_input_embeddings()
+            assert isinstance(table, torch.nn.Embedding)
+            other = torch.randint(0, self.vocab_size, (2, self.seq_len), generator=torch.Generator().manual_seed(1))
+            with torch.no_grad():
+                want, swapped = model(other).logits, table(other)
+                handle = table.register_forward_hook(lambda module, args, out: swapped)
+                try:  # the table's output replaced by other's: the model must read other
+                    got = model(idx).logits
+                finally:
+                    handle.remove()
+            assert torch.allclose(got, want, atol=1e-5)
+        if callable(getattr(model, "unembed", None)):
+            with torch.no_grad():
+                out = model(idx, return_hidden=True)
+                assert out.hidden is not None and len(out.hidden) >= 2
+                assert torch.allclose(model.unembed(out.hidden[-1]), out.logits, atol=1e-5)
 
     def test_reports_size_and_flops(self):
         model = self.built()
@@ -529,6 +556,181 @@ class LoggerContract(ComponentContract):
             lg.log_metrics({"train/loss": 2.0, "lr": 1e-3}, step=1)
             lg.save()
             lg.finalize("success")
+
+
+class TaskContract(ComponentContract):
+    """A task's demo, its formatting, its split and its metrics, through ``lmforge.tasks.load``.
+
+    With the default ``config`` the task's offline demo is loaded (once per suite), so
+    the demo must build with no download. The suite checks the declared ``type``,
+    ``fields``, ``metrics`` and ``special_tokens``; that the demo is the same twice, holds
+    at least ``min_demo`` records with every field, and formats into examples (a target
+    segment after a prompt for a generative task, a label for a classify task); that the
+    split is disjoint and the same on a second load; that every special token appears in
+    the formatted text; and that ``score`` returns the metrics not ending in ``loss``
+    (those the engine measures), rates the references as predictions at least as high as
+    the ``baseline`` on every metric, and higher on one.
+    """
+
+    base = Task
+    min_demo: ClassVar[int] = 100
+    _loaded: ClassVar[dict] = {}
+
+    def loaded(self):
+        from lmforge.tasks import load
+
+        key = (self.component, repr(self.config))
+        if key not in TaskContract._loaded:
+            task = self.make()
+            TaskContract._loaded[key] = (task, load(task))
+        return TaskContract._loaded[key]
+
+    def test_declares_type_fields_and_metrics(self):
+        cls = self.component
+        assert cls.type in ("generate", "classify"), f"type is {cls.type!r}: generate or classify"
+        assert cls.fields and all(isinstance(f, str) and f for f in cls.fields), "fields must name the record fields the task reads"
+        assert cls.metrics and len(set(cls.metrics)) == len(cls.metrics), "metrics must name the task's metrics, once each"
+        assert isinstance(cls.special_tokens, tuple) and all(isinstance(t, str) and t for t in cls.special_tokens)
+
+    def test_demo_is_deterministic_and_has_every_field(self):
+        first, second = self.make().demo(), self.make().demo()
+        assert first == second, "the demo must be the same on every call"
+        assert len(first) >= self.min_demo, f"the demo has {len(first)} records; a model needs at least {self.min_demo} to learn from"
+        for record in first:
+            missing = [f for f in self.component.fields if record.get(f) is None]
+            assert not missing, f"a demo record lacks {missing}: {str(record)[:200]}"
+        ids = [r["id"] for r in first if "id" in r]
+        assert len(set(ids)) == len(ids), "demo ids repeat"
+
+    def test_examples_are_formatted_for_the_type(self):
+        from lmforge.contracts import Example, Segment
+
+        _, data = self.loaded()
+        examples = [e for split in data.splits.values() for e in split]
+        assert examples
+        for e in examples:
+            assert isinstance(e, Example) and e.id and e.segments and all(isinstance(s, Segment) for s in e.segments)
+            if self.component.type == "generate":
+                assert any(s.target for s in e.segments), f"{e.id}: no target segment"
+                assert e.prompt and e.reference.strip(), f"{e.id}: a generative example needs a prompt and a reference"
+            else:
+                assert e.label and not any(s.target for s in e.segments), f"{e.id}: a classify example has a label and no target"
+        if self.component.type == "classify":
+            assert data.labels == sorted({e.label for e in data["train"]})
+
+    def test_format_leaves_the_record_alone_and_repeats(self):
+        import copy
+
+        task = self.make()
+        record = dict(task.demo()[0])
+        record.setdefault("id", "contract")
+        before = copy.deepcopy(record)
+        assert task.format(record) == task.format(record)
+        assert record == before, "format must not change the record it is given"
+
+    def test_split_is_disjoint_and_repeats(self):
+        from lmforge.tasks import load
+
+        _, data = self.loaded()
+        again = load(self.make())
+        ids = {name: [e.id for e in split] for name, split in data.splits.items()}
+        assert ids == {name: [e.id for e in split] for name, split in again.splits.items()}
+        assert all(ids.values()), f"empty splits: {[n for n, v in ids.items() if not v]}"
+        everything = [i for v in ids.values() for i in v]
+        assert len(set(everything)) == len(everything), "an id is in two splits"
+
+    def test_special_tokens_appear_in_the_formatted_text(self):
+        _, data = self.loaded()
+        text = "".join(s.text for e in data["train"] for s in e.segments)
+        unused = [t for t in self.component.special_tokens if t not in text]
+        assert not unused, f"special_tokens lists {unused}, which the formatted examples never use"
+
+    def test_references_score_best_and_beat_the_baseline(self):
+        task, data = self.loaded()
+        examples = data["test"]
+        perfect = [e.label if task.type == "classify" else e.reference for e in examples]
+        baseline = task.baseline(examples)
+        assert isinstance(baseline, list) and len(baseline) == len(examples) and all(isinstance(p, str) for p in baseline)
+        best, base = task.score(perfect, examples), task.score(baseline, examples)
+        scored = {m for m in task.metrics if not m.endswith("loss")}
+        assert set(best) == scored == set(base), f"score returned {sorted(best)}; metrics not ending in loss are {sorted(scored)}"
+        assert all(isinstance(v, float) for v in [*best.values(), *base.values()])
+        assert all(best[m] >= base[m] for m in scored), f"the baseline beats the references: {base} vs {best}"
+        assert any(best[m] > base[m] for m in scored), f"the references score no better than the baseline: {best}"
+
+    def test_the_default_template_is_shipped(self):
+        from lmforge.tasks import template_of
+
+        assert template_of(self.component(self.component.Config())).strip()
+
+
+class GuardContract(ComponentContract):
+    """A guard's verdicts, whole and streamed.
+
+    Set ``config`` to a setting that loads offline (a ``classifier`` guard needs its run),
+    ``safe_texts`` to texts it must allow and ``unsafe_texts`` to texts it must block. The
+    suite checks that ``check`` gives a ``Verdict`` and the same one twice; that the safe
+    texts are allowed and the unsafe ones blocked, with a category; and that a reply fed to
+    ``scanner()`` in chunks of any size gets the decision ``check`` gives the whole, with
+    its categories (some of them when blocked, as the stream stops at the first block),
+    releasing the whole text when it is not blocked and never more than a prefix of it
+    when it is.
+    """
+
+    base = Guard
+    safe_texts: ClassVar[tuple[str, ...]] = ("The committee met on Tuesday to discuss the new library.",)
+    unsafe_texts: ClassVar[tuple[str, ...]] = ()
+    chunk_sizes: ClassVar[tuple[int, ...]] = (1, 3, 7, 1000)
+
+    def built(self) -> Guard:
+        guard = self.make()
+        guard.setup()
+        return guard
+
+    def test_check_gives_a_verdict_and_repeats(self):
+        from lmforge.contracts import Verdict
+
+        guard = self.built()
+        for text in (*self.safe_texts, *self.unsafe_texts):
+            verdict = guard.check(text)
+            assert isinstance(verdict, Verdict), f"check({text[:40]!r}) returned {verdict!r}, not a Verdict"
+            assert verdict == guard.check(text), f"check({text[:40]!r}) changed on a second call"
+            assert all(isinstance(v, float) for v in verdict.scores.values())
+
+    def test_safe_texts_are_allowed_and_unsafe_ones_blocked(self):
+        guard = self.built()
+        for text in self.safe_texts:
+            assert guard.check(text).decision == "allow", f"{text[:60]!r} should be allowed: {guard.check(text)}"
+        for text in self.unsafe_texts:
+            verdict = guard.check(text)
+            assert verdict.blocked and verdict.categories, f"{text[:60]!r} should be blocked with a category: {verdict}"
+
+    def test_the_scanner_agrees_with_check_however_the_reply_is_chunked(self):
+        guard = self.built()
+        for text in (*self.safe_texts, *self.unsafe_texts):
+            whole = guard.check(text)
+            for size in self.chunk_sizes:
+                scanner, released, verdict = guard.scanner(), "", None
+                for start in range(0, len(text), size):
+                    out, verdict = scanner.feed(text[start : start + size])
+                    released += out
+                    if verdict.blocked:
+                        break
+                else:
+                    out, verdict = scanner.finish()
+                    released += out
+                what = f"{text[:40]!r} in chunks of {size}"
+                assert verdict.decision == whole.decision, f"{what}: {verdict} but check gives {whole}"
+                if verdict.blocked:  # it stopped at the first block, so it may have seen fewer categories
+                    assert verdict.categories and set(verdict.categories) <= set(whole.categories), f"{what}: {verdict} but check gives {whole}"
+                    assert text.startswith(released), f"{what}: released {released!r}, not a prefix of the reply"
+                else:
+                    assert verdict.categories == whole.categories, f"{what}: {verdict} but check gives {whole}"
+                    assert released == text, f"{what}: released {released!r}, not the whole reply"
+
+    def test_the_refusal_is_text(self):
+        refusal = self.make().config.refusal
+        assert isinstance(refusal, str) and refusal.strip()
 
 
 class PluginContract:

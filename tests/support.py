@@ -114,9 +114,10 @@ def make_run(root: Path, *overrides: str, noise: float = 0.0, quiet_eos: bool = 
     return run
 
 
-def start_held(root: Path, name: str, overrides: list[str], env: dict, timeout: float = 300):
-    """Start ``lmforge train`` as run ``name`` in ``root`` and return it once a test plugin
-    holds it: the plugin writes the file ``$PROBE_MARKER`` (set here) when it gets there.
+def start_held(root: Path, name: str, overrides: list[str], env: dict, timeout: float = 300, command: str = "train"):
+    """Start ``lmforge <command>`` (train, finetune) as run ``name`` in ``root`` and return it
+    once a test plugin holds it: the plugin writes the file ``$PROBE_MARKER`` (set here) when
+    it gets there.
 
     Output goes to ``<name>.out``: a pipe nobody reads could fill and stall the run.
     """
@@ -125,7 +126,7 @@ def start_held(root: Path, name: str, overrides: list[str], env: dict, timeout: 
     marker = root / f"{name}.holding"
     with open(root / f"{name}.out", "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "lmforge.cli", "train", *overrides, f"hydra.run.dir={root / name}"],
+            [sys.executable, "-m", "lmforge.cli", command, *overrides, f"hydra.run.dir={root / name}"],
             cwd=root,
             env={**os.environ, "PYTHONWARNINGS": "ignore", **env, "PROBE_MARKER": str(marker)},
             stdout=out,
@@ -139,3 +140,39 @@ def start_held(root: Path, name: str, overrides: list[str], env: dict, timeout: 
             raise AssertionError(f"run {name} never got to where it holds:\n{(root / f'{name}.out').read_text()}")
         time.sleep(0.1)
     return proc
+
+
+HOLD_PLUGIN = '''
+import os
+import time
+from pathlib import Path
+
+from lightning.pytorch.callbacks import Callback
+
+from lmforge import hookimpl
+
+
+class Hold(Callback):
+    """At global step $PROBE_HOLD_AT, write $PROBE_MARKER and wait until a signal ends the wait."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == int(os.environ["PROBE_HOLD_AT"]):
+            Path(os.environ["PROBE_MARKER"]).write_text(str(trainer.global_step))
+            while not trainer.received_sigterm:
+                time.sleep(0.05)
+
+
+@hookimpl
+def train_callbacks(run_dir):
+    return [Hold()] if os.environ.get("PROBE_HOLD_AT") else []
+'''
+
+
+def install_hold_plugin(root):
+    """A plugin distribution on a path of its own: PYTHONPATH=<returned> loads it."""
+    site = root / "site"
+    (site / "probe_hold-1.0.dist-info").mkdir(parents=True)
+    (site / "probe_hold.py").write_text(HOLD_PLUGIN)
+    (site / "probe_hold-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: probe-hold\nVersion: 1.0\n")
+    (site / "probe_hold-1.0.dist-info" / "entry_points.txt").write_text("[lmforge]\nprobe_hold = probe_hold\n")
+    return site

@@ -30,7 +30,7 @@ def test_every_config_option_composes_and_checks(group, option):
         getattr(spec, group).build()
 
 
-@pytest.mark.parametrize("experiment", ["tiny", "gpt2_small", "tune_tiny"])
+@pytest.mark.parametrize("experiment", ["tiny", "gpt2_small", "tune_tiny", "scaling"])
 def test_every_experiment_preset_composes_and_checks(experiment):
     cfg = compose_train(f"experiment={experiment}")
     hydra_bridge.check(cfg)
@@ -177,3 +177,9 @@ def test_a_yaml_less_component_with_a_required_field_becomes_an_option_that_asks
     hydra_bridge.check(compose_train("collector=needs", "collector.path=/data"))
     with pytest.raises(ConfigError, match="collector.path"):
         hydra_bridge.check(compose_train("collector=needs"))
+
+
+def test_an_interpolation_that_fails_is_an_error_naming_its_key():
+    """A resolver's own message reaches the user, with the key, and no traceback."""
+    with pytest.raises(ConfigError, match=r"trainer.max_steps: .*'lots' is not a FLOP count"):
+        hydra_bridge.check(compose_train("trainer.max_steps=${compute.max_steps:lots}"))

@@ -131,15 +131,15 @@ def test_plugins_lists_builtins_and_the_installed_plugin(venv, workdir, env):
     assert "lmforge 0.1.0" in text and "transformer" in text and "stdlib" in text
     assert "lmforge-toyplugin 0.1.0" in text
     toy = text.split("lmforge-toyplugin 0.1.0", 1)[1]
-    for word in ("toygru", "alphabet", "model=toygru", "collector=alphabet"):
+    for word in ("toygru", "alphabet", "reverse", "model=toygru", "collector=alphabet", "task=reverse"):
         assert word in toy, f"{word!r} missing from the toy plugin's listing:\n{text}"
     assert "BROKEN" not in text and "disabled" not in text
 
     listing = json.loads(_run(venv.bin / "lmforge", "plugins", "--json", cwd=workdir, env=env).stdout)
     dists = {p["distribution"]: p for p in listing["plugins"]}
     assert dists["lmforge-toyplugin"]["version"] == "0.1.0"
-    assert dists["lmforge-toyplugin"]["components"] == {"model": ["toygru"], "collector": ["alphabet"]}
-    assert dists["lmforge-toyplugin"]["options"] == {"collector": ["alphabet"], "model": ["toygru"]}
+    assert dists["lmforge-toyplugin"]["components"] == {"model": ["toygru"], "collector": ["alphabet"], "task": ["reverse"]}
+    assert dists["lmforge-toyplugin"]["options"] == {"collector": ["alphabet"], "model": ["toygru"], "task": ["reverse"]}
     assert "transformer" in dists["lmforge"]["components"]["model"]
     assert listing["broken"] == [] and listing["disabled"] == []
 

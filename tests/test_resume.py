@@ -16,7 +16,7 @@ import subprocess
 import numpy as np
 import pytest
 import torch
-from support import TINY, lmforge, start_held
+from support import TINY, install_hold_plugin, lmforge, start_held
 
 RUN = [o for o in TINY if not o.startswith(("trainer.max_steps", "trainer.val_check_interval"))] + [
     "trainer.max_steps=24",
@@ -24,42 +24,6 @@ RUN = [o for o in TINY if not o.startswith(("trainer.max_steps", "trainer.val_ch
     "trainer.checkpoint_every_n_steps=5",  # last.ckpt at 5, 8, 10, 15, 16, 20, 24
     "model.dropout=0.0",
 ]
-
-HOLD_PLUGIN = '''
-import os
-import time
-from pathlib import Path
-
-from lightning.pytorch.callbacks import Callback
-
-from lmforge import hookimpl
-
-
-class Hold(Callback):
-    """At global step $PROBE_HOLD_AT, write $PROBE_MARKER and wait until a signal ends the wait."""
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step == int(os.environ["PROBE_HOLD_AT"]):
-            Path(os.environ["PROBE_MARKER"]).write_text(str(trainer.global_step))
-            while not trainer.received_sigterm:
-                time.sleep(0.05)
-
-
-@hookimpl
-def train_callbacks(run_dir):
-    return [Hold()] if os.environ.get("PROBE_HOLD_AT") else []
-'''
-
-
-def install_hold_plugin(root):
-    """A plugin distribution on a path of its own: PYTHONPATH=<returned> loads it."""
-    site = root / "site"
-    (site / "probe_hold-1.0.dist-info").mkdir(parents=True)
-    (site / "probe_hold.py").write_text(HOLD_PLUGIN)
-    (site / "probe_hold-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: probe-hold\nVersion: 1.0\n")
-    (site / "probe_hold-1.0.dist-info" / "entry_points.txt").write_text("[lmforge]\nprobe_hold = probe_hold\n")
-    return site
-
 
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory):

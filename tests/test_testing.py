@@ -88,6 +88,7 @@ class TestLmforgeItself(PluginContract):
         "scheduler": ["cosine", "wsd"],
         "logger": ["csv", "none"],
         "tuner": ["grid", "random"],
+        "task": ["chat", "summarize", "translate", "classify"],
     }
     config_packages = ["lmforge.conf"]  # lmforge's own options are not a config_package hook's
 

@@ -39,12 +39,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Chunk", "Completion", "DataConfig", "Fitted", "LossConfig", "SampleConfig", "Sampling", "TrainerConfig",
-    "complete", "fit", "plot_curves", "sample", "seed", "stream", "token_data", "validate",
+    "complete", "fit", "plot_curves", "sample", "seed", "stream", "token_data", "validate", "window_data",
+    "LabelData", "encode_rows", "pad_rows", "predict_labels", "predict_proba",
 ]
 
 # The generation API (lmforge.engine.generate) imports torch: it loads on first use.
 # ``generate`` itself stays under lmforge.engine.generate, whose module name it shares.
 _GENERATION = ("Chunk", "Completion", "Sampling", "complete", "stream")
+# Training and predicting with a classification head (lmforge.classifier) imports torch too:
+# its (inputs, targets) data module, its rows and its predictions
+_CLASSIFY = ("LabelData", "encode_rows", "pad_rows", "predict_labels", "predict_proba")
 
 
 @dataclass
@@ -82,12 +86,39 @@ def token_data(
     seed: int,
     max_steps: int,
     accumulate: int = 1,
+    starts: "tuple[np.ndarray, np.ndarray] | None" = None,
 ) -> "L.LightningDataModule":
-    """A data module of ``(inputs, targets)`` windows of ``train`` and ``val`` for ``objective``."""
+    """A data module of ``(inputs, targets)`` windows of ``train`` and ``val`` for ``objective``;
+    with ``starts`` (each document's first position in ``train`` and ``val``) its batches
+    also carry each position's document id, ``(inputs, targets, documents)``."""
     from lmforge.engine.data import Objective, TokenDataModule
 
     target = Objective(objective, tokenizer.vocab_size, tokenizer.special_ids, tokenizer.name)
-    return TokenDataModule(train, val, data, max_steps, accumulate, seed, target)
+    return TokenDataModule(train, val, data, max_steps, accumulate, seed, target, starts)
+
+
+def window_data(
+    train: "tuple[np.ndarray, np.ndarray]",
+    val: "tuple[np.ndarray, np.ndarray]",
+    *,
+    batch_size: int,
+    seed: int,
+    max_steps: int,
+    accumulate: int = 1,
+    val_batches: int = 0,
+    what: str = "data.batch_size",
+    documents: "tuple[np.ndarray, np.ndarray] | None" = None,
+) -> "L.LightningDataModule":
+    """A data module over ready-made ``(inputs, targets)`` windows, each an (N, T) array, with
+    -100 in ``targets`` where nothing is predicted (a task's prompts, padding). Training reads
+    every window once per pass, in an order seeded by ``(seed, pass)``, for ``max_steps`` steps,
+    and resumes at the exact window; ``what`` is the config key a too-small split's error names.
+    With ``documents`` (each position's document id in ``train`` and ``val``, (N, T) arrays) the
+    batches also carry them, ``(inputs, targets, documents)``, for document-masked attention."""
+    from lmforge.engine.data import WindowDataModule
+
+    return WindowDataModule(train, val, batch_size=batch_size, seed=seed, max_steps=max_steps, accumulate=accumulate,
+                            val_batches=val_batches, what=what, documents=documents)
 
 
 def fit(
@@ -124,6 +155,7 @@ def fit(
     module = LMModule(
         model, vocab_size=vocab_size, optimizer=optimizer, scheduler=scheduler, loss=loss, max_steps=trainer.max_steps,
         grad_clip=trainer.gradient_clip_val, nonfinite=trainer.nonfinite, compile=trainer.compile, bytes_per_token=bytes_per_token,
+        kernels=trainer.kernels, sdpa_backend=trainer.sdpa_backend,
     )
     throughput = Throughput(data.tokens_per_batch, model.flops_per_token(data.seq_len))
     loggers = runtime.loggers(logger, run_dir)
@@ -199,5 +231,10 @@ def __getattr__(name: str) -> Any:
     if name in _GENERATION:
         import importlib
 
-        return getattr(importlib.import_module("lmforge.engine.generate"), name)
+        module = "lmforge.engine.sampling" if name == "Sampling" else "lmforge.engine.generate"  # Sampling needs no torch
+        return getattr(importlib.import_module(module), name)
+    if name in _CLASSIFY:
+        import importlib
+
+        return getattr(importlib.import_module("lmforge.engine.classify"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -204,8 +204,10 @@ class LastCheckpoint(Checkpoint):
         if isinstance(exception, SIGTERMException) and self._fitting(trainer):
             self.stopped_by = self.stopped_by or "SIGTERM"
             self._save(trainer)
+            run_dir = self.path.parent.parent
+            command = "lmforge finetune" if (run_dir / "finetune.yaml").is_file() else "lmforge train"  # what wrote the run
             log.warning(
-                "received %s: saved step %d to %s; continue with lmforge train resume=%s",
+                "received %s: saved step %d to %s; continue with %s resume=%s",
                 "SIGINT (Ctrl-C)" if self.stopped_by == "SIGINT" else "SIGTERM",
-                trainer.global_step, self.path, self.path.parent.parent,
+                trainer.global_step, self.path, command, run_dir,
             )

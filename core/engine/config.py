@@ -116,8 +116,16 @@ class TrainerConfig:
     checkpoint_top_k: int = 1  # best checkpoints kept by validation loss
     nonfinite: str = "stop"  # a NaN/inf loss or gradient: stop (raise before the step) or skip the step
     compile: bool = False  # torch.compile the model's forward
+    kernels: str = "auto"  # the loss path: auto, torch, chunked, liger or cce (lmforge.engine.kernels)
+    sdpa_backend: str = "auto"  # scaled_dot_product_attention's kernel in training: auto (PyTorch's choice), flash, cudnn, efficient, math
 
     def __post_init__(self) -> None:
+        kernels = ("auto", "torch", "chunked", "liger", "cce")  # lmforge.engine.kernels.KERNELS, without importing torch
+        if self.kernels not in kernels:
+            raise bad_value("kernels", self.kernels, f"must be one of {', '.join(kernels)}", "auto")
+        backends = ("auto", "flash", "cudnn", "efficient", "math")
+        if self.sdpa_backend not in backends:
+            raise bad_value("sdpa_backend", self.sdpa_backend, f"must be one of {', '.join(backends)}", "auto")
         if self.nonfinite not in ("stop", "skip"):
             raise ValueError(f"nonfinite must be stop or skip, got {self.nonfinite!r}")
         check_count(self, "checkpoint_every_n_steps", 1, 100, optional=True)

@@ -7,6 +7,8 @@ non-overlapping windows and epoch ``e`` reads them in a permutation seeded by
 ``(seed, e)`` (``g = e * windows + k``). Rank ``r`` of ``W`` takes the numbers with
 ``g % W == r``, so ranks never overlap and together they read the single-process stream.
 A batch is ``(inputs, targets)``, both (B, T); targets are -100 where nothing is predicted.
+Given the documents' starts, a batch also carries ``documents`` (B, T), each input
+position's document id, for document-masked attention.
 """
 
 from __future__ import annotations
@@ -41,8 +43,11 @@ class RandomWindows(Dataset):
     def __len__(self) -> int:
         return self.num_samples
 
+    def start_of(self, i: int) -> int:
+        return int(np.random.default_rng((self.seed, i)).integers(0, len(self.tokens) - self.window + 1))
+
     def __getitem__(self, i: int) -> torch.Tensor:
-        start = np.random.default_rng((self.seed, i)).integers(0, len(self.tokens) - self.window + 1)
+        start = self.start_of(i)
         return torch.from_numpy(self.tokens[start : start + self.window].astype(np.int64))  # (T+1,) or (T,)
 
 
@@ -61,9 +66,19 @@ class StridedWindows(Dataset):
     def __len__(self) -> int:
         return self.n
 
+    def start_of(self, i: int) -> int:
+        return i * self.seq_len
+
     def __getitem__(self, i: int) -> torch.Tensor:
-        start = i * self.seq_len
+        start = self.start_of(i)
         return torch.from_numpy(self.tokens[start : start + self.window].astype(np.int64))
+
+
+def document_ids(starts: np.ndarray, start: int, length: int) -> torch.Tensor:
+    """(length,) int32: the document of each position from ``start`` on, counted from 0 at
+    ``start``'s document. ``starts`` are the documents' first positions, ascending."""
+    ids = np.searchsorted(starts, np.arange(start, start + length), side="right")
+    return torch.from_numpy((ids - ids[0]).astype(np.int32))
 
 
 class Objective:
@@ -105,10 +120,15 @@ class Objective:
 
 
 class TrainStream(Dataset):
-    """Sample ``g`` of the global training stream, as ``(inputs, targets)``."""
+    """Sample ``g`` of the global training stream, as ``(inputs, targets)``, and each input
+    position's document id when ``starts`` (the documents' first positions) are given."""
 
-    def __init__(self, tokens: np.ndarray, seq_len: int, sampling: str, epoch_len: int, seed: int, objective: Objective) -> None:
+    def __init__(
+        self, tokens: np.ndarray, seq_len: int, sampling: str, epoch_len: int, seed: int, objective: Objective,
+        starts: np.ndarray | None = None,
+    ) -> None:
         self.sampling, self.epoch_len, self.seed, self.objective = sampling, epoch_len, seed, objective
+        self.starts = starts
         if sampling == "random":
             self.windows: Dataset = RandomWindows(tokens, seq_len, epoch_len, seed, objective.causal)
         else:
@@ -127,8 +147,12 @@ class TrainStream(Dataset):
             self._perm = (epoch, np.random.default_rng((self.seed, epoch)).permutation(self.epoch_len))
         return int(self._perm[1][k])
 
-    def __getitem__(self, g: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.objective(self.windows[self.window_of(g)], (self.seed, 0, g))
+    def __getitem__(self, g: int) -> tuple[torch.Tensor, ...]:
+        i = self.window_of(g)
+        pair = self.objective(self.windows[i], (self.seed, 0, g))
+        if self.starts is None:
+            return pair
+        return (*pair, document_ids(self.starts, self.windows.start_of(i), len(pair[0])))
 
 
 class RankSampler(Sampler[int]):
@@ -190,9 +214,13 @@ class TokenDataModule(L.LightningDataModule):
         accumulate: int,
         seed: int,
         objective: Objective | None = None,
+        starts: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
+        """``starts``: the first position of each document in ``train`` and in ``val``; with
+        them every batch carries a third (B, T) tensor, each position's document id."""
         super().__init__()
         self.cfg, self.seed, self.objective = cfg, seed, objective or Objective("causal")
+        self.starts = starts
         window = cfg.seq_len + int(self.objective.causal)
         if len(train) < cfg.batch_size * window:
             raise DataError(
@@ -235,7 +263,8 @@ class TokenDataModule(L.LightningDataModule):
                     f"fewer than one batch of {cfg.batch_size} on each of {world_size} device(s): lower data.batch_size "
                     f"or data.seq_len, use data.sampling=random, or collect more text"
                 )
-        return TrainStream(self.train_tokens, cfg.seq_len, cfg.sampling, epoch_len, self.seed, self.objective)
+        starts = self.starts[0] if self.starts is not None else None
+        return TrainStream(self.train_tokens, cfg.seq_len, cfg.sampling, epoch_len, self.seed, self.objective, starts)
 
     def train_dataloader(self) -> ResumableLoader:
         rank, world_size = self._ranks()
@@ -259,19 +288,101 @@ class TokenDataModule(L.LightningDataModule):
         windows = StridedWindows(self.val_tokens, self.cfg.seq_len, limit, causal=self.objective.causal)
         # each rank validates its own share; the module sums loss and window counts over ranks
         mine = list(range(rank, len(windows), world_size)) or [rank % len(windows)]
-        examples = ValExamples(windows, mine, self.objective, self.seed)
+        examples = ValExamples(windows, mine, self.objective, self.seed, self.starts[1] if self.starts is not None else None)
         return DataLoader(examples, batch_size=min(self.cfg.batch_size, len(examples)), num_workers=0)
 
 
 class ValExamples(Dataset):
     """Validation windows as ``(inputs, targets)``; masks are fixed, and seeded apart from training's."""
 
-    def __init__(self, windows: StridedWindows, indices: list[int], objective: Objective, seed: int) -> None:
-        self.windows, self.indices, self.objective, self.seed = windows, indices, objective, seed
+    def __init__(self, windows: StridedWindows, indices: list[int], objective: Objective, seed: int, starts: np.ndarray | None = None) -> None:
+        self.windows, self.indices, self.objective, self.seed, self.starts = windows, indices, objective, seed, starts
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         j = self.indices[i]
-        return self.objective(self.windows[j], (self.seed, 1, j))
+        pair = self.objective(self.windows[j], (self.seed, 1, j))
+        if self.starts is None:
+            return pair
+        return (*pair, document_ids(self.starts, self.windows.start_of(j), len(pair[0])))
+
+
+class Windows(Dataset):
+    """Ready-made ``(inputs, targets)`` windows as a stream of ``length`` samples: sample ``g``
+    reads window ``perm_e[k]`` for ``g = e * n + k``, each pass's permutation seeded by
+    ``(seed, e)``, so the stream (one Lightning epoch: the whole run) resumes at the exact window."""
+
+    def __init__(self, inputs: np.ndarray, targets: np.ndarray, seed: int, length: int, documents: np.ndarray | None = None) -> None:
+        self.inputs, self.targets, self.seed, self.length, self.documents = inputs, targets, seed, length, documents
+        self._perm: tuple[int, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, g: int) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, k = divmod(g, len(self.inputs))
+        if self._perm is None or self._perm[0] != epoch:
+            self._perm = (epoch, np.random.default_rng((self.seed, epoch)).permutation(len(self.inputs)))
+        return window_of(self.inputs, self.targets, self.documents, int(self._perm[1][k]))
+
+
+def window_of(inputs: np.ndarray, targets: np.ndarray, documents: np.ndarray | None, j: int) -> tuple[torch.Tensor, ...]:
+    """Window ``j`` as ``(inputs, targets)``, and its positions' document ids when ``documents`` is given."""
+    pair = (torch.from_numpy(inputs[j].astype(np.int64)), torch.from_numpy(targets[j].astype(np.int64)))
+    return pair if documents is None else (*pair, torch.from_numpy(documents[j].astype(np.int32)))
+
+
+class WindowDataModule(L.LightningDataModule):
+    """Training and validation over ready-made windows (a fine-tuning task's), split over ranks."""
+
+    def __init__(self, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray], *, batch_size: int,
+                 seed: int, max_steps: int, accumulate: int = 1, val_batches: int = 0, num_workers: int = 0,
+                 what: str = "data.batch_size", documents: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        super().__init__()
+        self.documents = documents  # (train, val): each position's document id, carried as a third tensor
+        self.train_pairs, self.val_pairs, self.batch_size, self.seed = train, val, batch_size, seed
+        self.samples_per_rank = max_steps * accumulate * batch_size
+        self.val_batches, self.num_workers, self.what = val_batches, num_workers, what
+        if not len(val[0]):
+            raise DataError("the validation split holds no window: give the task more examples or a larger validation share")
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.train_pairs[0].shape[1])
+
+    @property
+    def tokens_per_batch(self) -> int:
+        return self.batch_size * self.seq_len
+
+    def _ranks(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def train_dataloader(self) -> ResumableLoader:
+        rank, world_size = self._ranks()
+        n = len(self.train_pairs[0])
+        if n < self.batch_size:
+            raise DataError(
+                f"the training split packs into {n:,} windows, fewer than one batch of {self.batch_size}: lower "
+                f"{self.what}, or give the task more examples"
+            )
+        docs = self.documents[0] if self.documents is not None else None
+        stream = Windows(*self.train_pairs, self.seed, self.samples_per_rank * world_size, docs)  # one epoch is the whole run
+        consumed = lambda: self.trainer.fit_loop.epoch_loop.batch_progress.current.processed if self.trainer is not None else 0  # noqa: E731
+        return ResumableLoader(
+            stream, sampler=RankSampler(len(stream), rank, world_size), consumed=consumed, batch_size=self.batch_size,
+            num_workers=self.num_workers, pin_memory=torch.cuda.is_available(), persistent_workers=self.num_workers > 0,
+            drop_last=True, generator=torch.Generator().manual_seed(self.seed),
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        rank, world_size = self._ranks()
+        n = len(self.val_pairs[0])
+        if self.val_batches:
+            n = min(n, self.val_batches * self.batch_size)
+        mine = list(range(rank, n, world_size)) or [rank % n]
+        docs = self.documents[1] if self.documents is not None else None
+        pairs = [window_of(*self.val_pairs, docs, j) for j in mine]
+        return DataLoader(pairs, batch_size=min(self.batch_size, len(pairs)), num_workers=0)

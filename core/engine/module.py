@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from typing import NamedTuple
@@ -14,7 +15,7 @@ from lmforge.engine.config import LossConfig
 from lmforge.engine.losses import LossParts, lm_loss
 from lmforge.engine.metrics import MacroPRF, bits_per_byte, topk_hits
 from lmforge.engine.optim import build_optimizer, lr_lambda
-from lmforge.errors import LmforgeError
+from lmforge.errors import ConfigError, LmforgeError
 
 log = logging.getLogger("lmforge")
 
@@ -56,7 +57,11 @@ class LMModule(L.LightningModule):
     The objective (causal or masked) lives in the batches the data module builds, so this
     module only computes ``lm_loss(model(inputs).logits, targets)``. Under
     ``trainer.compile`` the loss is compiled together with the model, so the fp32 upcast and
-    the cross-entropy fuse instead of writing an fp32 copy of the (B, T, V) logits.
+    the cross-entropy fuse instead of writing an fp32 copy of the (B, T, V) logits. A fused
+    ``trainer.kernels`` path (``lmforge.engine.kernels``) replaces that pair: the model hands
+    over the input of its output layer, and the loss never holds the logits. Batches may
+    carry a third tensor, each position's document id, which goes to the model as
+    ``documents`` (``model.attention=document``).
 
     Gradient clipping happens here, in ``on_before_optimizer_step``, rather than through
     ``Trainer(gradient_clip_val=...)``: Lightning refuses that argument for a fused AdamW
@@ -90,14 +95,21 @@ class LMModule(L.LightningModule):
         nonfinite: str = "stop",
         compile: bool = False,
         bytes_per_token: float | None = None,
+        kernels: str = "torch",
+        sdpa_backend: str = "auto",
     ) -> None:
         """``optimizer`` and ``scheduler`` are components (or their ``Config``s); a module
-        that only validates needs neither. ``max_steps`` sizes the schedule."""
+        that only validates needs neither. ``max_steps`` sizes the schedule. ``kernels`` is
+        ``trainer.kernels``: the training loss's path (``lmforge.engine.kernels``);
+        ``sdpa_backend`` is ``trainer.sdpa_backend``, the attention kernel of training and
+        validation steps."""
         super().__init__()
         self.model = model
         self.optimizer, self.scheduler, self.loss_cfg = optimizer, scheduler, loss or LossConfig()
         self.max_steps, self.grad_clip, self.nonfinite = max_steps, grad_clip, nonfinite
         self.compile_model, self.bytes_per_token = compile, bytes_per_token
+        self.kernels, self.sdpa_backend = kernels, sdpa_backend
+        self._fused = None  # the fused loss trainer.kernels chose, or None for the plain path
         self.prf = MacroPRF(vocab_size)
         self.register_buffer("skipped_steps", torch.zeros((), dtype=torch.long))  # saved with checkpoints
         self._compiled: torch.nn.Module | None = None
@@ -106,6 +118,8 @@ class LMModule(L.LightningModule):
         self._pending: _Pending | None = None  # a fused step's non-finite flag, not yet read on the host
 
     def setup(self, stage: str) -> None:
+        if stage == "fit":
+            self._choose_kernels()
         # Only training and validation go through the compiled model: generation calls the plain
         # one with growing shapes and a KV cache, which would recompile again and again. Set past
         # nn.Module's __setattr__ so the compiled wrapper does not become a second submodule
@@ -114,16 +128,51 @@ class LMModule(L.LightningModule):
             object.__setattr__(self, "_compiled", torch.compile(self.model))
             object.__setattr__(self, "_compiled_loss", torch.compile(self._loss))
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+    def _choose_kernels(self) -> None:
+        """``trainer.kernels`` and ``trainer.sdpa_backend`` for the device the run trains on."""
+        from lmforge.engine import kernels
+
+        # the module is not on its device yet: the strategy's root device is where it trains
+        device = self.trainer.strategy.root_device if self._trainer is not None else self.device
+        # a fused loss reads lm_head's weight outside the model's forward, where FSDP holds it sharded
+        sharded = self._trainer is not None and "FSDP" in type(self.trainer.strategy).__name__
+        if sharded and self.kernels not in ("auto", "torch"):
+            raise ConfigError(f"trainer.kernels={self.kernels} does not run under trainer.strategy=fsdp: use trainer.kernels=auto or torch")
+        path = kernels.choose("torch" if sharded else self.kernels, self.loss_cfg, device, self.model)
+        self._fused = kernels.build(path, self.loss_cfg)
+        if self.kernels == "auto" and device.type == "cuda":
+            log.info("trainer.kernels=auto: the %s loss path", path)
+        if self.sdpa_backend != "auto" and device.type != "cuda":
+            raise ConfigError(
+                f"trainer.sdpa_backend={self.sdpa_backend} picks a CUDA attention kernel, and this run trains on "
+                f"{device.type}: use trainer.sdpa_backend=auto"
+            )
+
+    def forward(self, inputs: torch.Tensor, documents: torch.Tensor | None = None) -> torch.Tensor:
         model = self.model if self._compiled is None else self._compiled
-        return model(inputs).logits  # (B, T) -> (B, T, V)
+        return model(inputs, **({} if documents is None else {"documents": documents})).logits  # (B, T) -> (B, T, V)
 
-    def _loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> LossParts:
-        return lm_loss(self.model(inputs).logits, targets, self.loss_cfg)
+    def _loss(self, inputs: torch.Tensor, targets: torch.Tensor, documents: torch.Tensor | None = None) -> LossParts:
+        extra = {} if documents is None else {"documents": documents}
+        if self._fused is None:
+            return lm_loss(self.model(inputs, **extra).logits, targets, self.loss_cfg)
+        features = self.model(inputs, return_logits=False, **extra).features  # (B, T, C): no (B, T, V) logits
+        return self._fused(features, self.model.lm_head.weight, targets)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        inputs, targets = batch  # (B, T), (B, T)
-        parts = (self._compiled_loss or self._loss)(inputs, targets)
+    def _attention(self):
+        """``trainer.sdpa_backend``: under ``torch.compile`` the kernel is fixed when the step is
+        traced, in eager mode at each call; the backward pass follows the forward's choice."""
+        if self.sdpa_backend == "auto":
+            return contextlib.nullcontext()
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        backend = {"flash": "FLASH_ATTENTION", "cudnn": "CUDNN_ATTENTION", "efficient": "EFFICIENT_ATTENTION", "math": "MATH"}
+        return sdpa_kernel([getattr(SDPBackend, backend[self.sdpa_backend])])
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        inputs, targets, *documents = batch  # (B, T), (B, T), and (B, T) document ids when the data has them
+        with self._attention():
+            parts = (self._compiled_loss or self._loss)(inputs, targets, *documents)
         loss = parts.loss.detach()
         self._window_loss = loss if self._window_loss is None else self._window_loss + loss
         count = parts.count.clamp(min=1)
@@ -204,9 +253,10 @@ class LMModule(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._val_sum = torch.zeros(4, device=self.device)  # (nll, predicted positions, top-1 hits, top-5 hits)
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        inputs, targets = batch  # (B, T), (B, T)
-        logits = self(inputs)  # (B, T, V)
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        inputs, targets, *documents = batch  # (B, T), (B, T), and (B, T) document ids when the data has them
+        with self._attention():
+            logits = self(inputs, *documents)  # (B, T, V)
         parts = lm_loss(logits, targets, self.loss_cfg)
         flat_logits, flat_targets = logits.reshape(-1, logits.size(-1)), targets.reshape(-1)  # (N, V), (N,)
         preds, hits = topk_hits(flat_logits, flat_targets, (1, 5))

@@ -13,7 +13,7 @@ from lmforge.engine.config import TrainerConfig
 from lmforge.errors import ConfigError
 
 # handled by LMModule itself (see its docstring), or not a Trainer argument
-NOT_TRAINER_ARGS = {"gradient_clip_val", "nonfinite", "compile", "checkpoint_every_n_steps", "checkpoint_top_k"}
+NOT_TRAINER_ARGS = {"gradient_clip_val", "nonfinite", "compile", "kernels", "sdpa_backend", "checkpoint_every_n_steps", "checkpoint_top_k"}
 
 
 def precision(value: str) -> str:

@@ -136,6 +136,30 @@ def token_stats(folder: Path) -> dict:
     }
 
 
+def _split_flags(shards: list[TokenShard], val_fraction: float) -> list[np.ndarray]:
+    """Per shard, which documents are validation ones."""
+    flags = [is_validation(s.id_hash, val_fraction) for s in shards]
+    ndocs = sum(len(f) for f in flags)
+    if ndocs > 1 and not any(f.any() for f in flags):
+        ranks = [(int((s.id_hash % np.uint64(1_000_000)).min()), i) for i, s in enumerate(shards) if len(s.id_hash)]
+        i = min(ranks)[1]
+        flags[i][np.argmin(shards[i].id_hash % np.uint64(1_000_000))] = True
+    return flags
+
+
+def split_starts(folder: Path, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Where each document starts in ``split_tokens``' train and validation arrays, from
+    the shards' ``offsets``: what document-masked attention needs (``model.attention``)."""
+    shards = load_shards(folder)
+    lengths: tuple[list, list] = ([], [])
+    for shard, is_val in zip(shards, _split_flags(shards, val_fraction)):
+        sizes = np.diff(shard.offsets)
+        lengths[0].append(sizes[~is_val])
+        lengths[1].append(sizes[is_val])
+    starts = lambda parts: np.concatenate([[0], np.cumsum(np.concatenate(parts))[:-1]]).astype(np.int64) if parts else np.zeros(1, np.int64)  # noqa: E731
+    return starts(lengths[0]), starts(lengths[1])
+
+
 def split_tokens(folder: Path, val_fraction: float) -> tuple[np.ndarray, np.ndarray, float]:
     """Concatenate the documents of each split; returns (train, val, bytes per token).
 
@@ -143,12 +167,7 @@ def split_tokens(folder: Path, val_fraction: float) -> tuple[np.ndarray, np.ndar
     the document whose id hash ranks first, so the split stays deterministic.
     """
     shards = load_shards(folder)
-    flags = [is_validation(s.id_hash, val_fraction) for s in shards]
-    ndocs = sum(len(f) for f in flags)
-    if ndocs > 1 and not any(f.any() for f in flags):
-        ranks = [(int((s.id_hash % np.uint64(1_000_000)).min()), i) for i, s in enumerate(shards) if len(s.id_hash)]
-        i = min(ranks)[1]
-        flags[i][np.argmin(shards[i].id_hash % np.uint64(1_000_000))] = True
+    flags = _split_flags(shards, val_fraction)
     train, val = [], []
     for shard, is_val in zip(shards, flags):
         for i, flag in enumerate(is_val):

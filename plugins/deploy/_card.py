@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lmforge import __version__
 from lmforge.files import atomic_write, atomic_write_json
-from lmforge.plugins.deploy._chat import DEFAULT_TEMPLATE
+from lmforge.plugins.deploy._chat import DEFAULT_TEMPLATE, TEMPLATE_FILE, run_template
 
 # tokenizer role -> the transformers attribute naming that token
 ROLES = {"bos": "bos_token", "eos": "eos_token", "unk": "unk_token", "pad": "pad_token", "sep": "sep_token", "cls": "cls_token", "mask": "mask_token"}
@@ -40,15 +40,28 @@ def special_tokens(run, tokenizer_json: Path) -> dict[str, str]:
 def write_tokenizer(run, out: Path) -> None:
     """``tokenizer.json``, ``tokenizer_config.json`` and ``special_tokens_map.json`` in ``out``."""
     run.tokenizer.save(out / "tokenizer.json")
+    copy_template(run, out)
     specials = special_tokens(run, out / "tokenizer.json")
     atomic_write_json(out / "special_tokens_map.json", specials)
     atomic_write_json(out / "tokenizer_config.json", {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "model_max_length": run.spec.data.seq_len,
         "clean_up_tokenization_spaces": False,  # decoding must give back the text lmforge's decode gives
-        "chat_template": CHAT_TEMPLATE,
+        "chat_template": chat_template(run),
         **specials,
     })
+
+
+def chat_template(run) -> str:
+    """The run's own chat template (a chat fine-tune's), else the plain transcript."""
+    own = run_template(run)
+    return own[0] if own else CHAT_TEMPLATE
+
+
+def copy_template(run, out: Path) -> None:
+    """The run's ``chat_template`` file into ``out``, so that ``lmforge chat`` on the export uses it too."""
+    if own := run_template(run):
+        atomic_write(out / TEMPLATE_FILE, own[0])
 
 
 def write_readme(run, ckpt, out: Path, fmt: str) -> None:
@@ -136,7 +149,10 @@ def model_card(run, ckpt, fmt: str) -> str:
         lines += ["from lmforge.runs import Run", "", "run = Run.open(\"path/to/this/folder\")",
                   "model, tokenizer = run.model(), run.tokenizer"]
     lines += ["```", ""]
-    if fmt == "hf" and not masked:
+    if fmt == "hf" and not masked and run_template(run):
+        lines += ["The tokenizer adds no special tokens to a text, as in training; its chat template is the one the "
+                  "model was fine-tuned with (`apply_chat_template` uses it).", ""]
+    elif fmt == "hf" and not masked:
         lines += ["The tokenizer adds no special tokens to a text, as in training; its chat template is a plain "
                   "`User:`/`Assistant:` transcript (the model was not fine-tuned for chat).", ""]
     return "\n".join(lines)

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import importlib.resources as resources
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,16 +20,9 @@ from typing import Callable, TextIO
 from lmforge.errors import ConfigError, DataError, LmforgeError
 
 # A plain transcript, for a run never fine-tuned for chat: the same as `lmforge export`
-# writes beside an exported tokenizer.
-DEFAULT_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{%- if message['role'] == 'system' -%}{{ message['content'] + '\\n\\n' }}"
-    "{%- elif message['role'] == 'user' -%}{{ 'User: ' + message['content'] + '\\n' }}"
-    "{%- elif message['role'] == 'assistant' -%}{{ 'Assistant: ' + message['content'] }}{{ eos_token }}{{ '\\n' }}"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ 'Assistant:' }}{%- endif -%}"
-)
+# writes beside an exported tokenizer. A config file shipped with the package, not code.
+DEFAULT_TEMPLATE_FILE = "plain_chat_template.jinja"
+DEFAULT_TEMPLATE = resources.files(__package__).joinpath(DEFAULT_TEMPLATE_FILE).read_text(encoding="utf-8")
 TEMPLATE_FILE = "chat_template"  # in a run directory: the template the run was fine-tuned with
 HELP = "/reset clears the history, /temp X sets the temperature, /max N the reply length, /save FILE writes the conversation, /quit (or Ctrl-D) leaves; Ctrl-C stops a reply"
 
@@ -65,21 +59,29 @@ class Template:
 
 
 def load_template(run, given: Path | None, eos_token: str) -> Template:
-    """``given``, else the run's own (a ``chat_template`` file in it, or ``chat_template`` in
-    its config.yaml), else the plain transcript."""
+    """``given``, else the run's own (``run_template``), else the plain transcript."""
     if given is not None:
         if not given.is_file():
             raise ConfigError(f"--chat-template {given}: no such file")
         return Template(given.read_text(encoding="utf-8"), eos_token=eos_token, origin=str(given))
+    if own := run_template(run):
+        return Template(own[0], eos_token=eos_token, origin=own[1])
+    return Template(DEFAULT_TEMPLATE, eos_token=eos_token, origin="the plain User:/Assistant: template")
+
+
+def run_template(run) -> tuple[str, str] | None:
+    """The chat template a run was fine-tuned with and where it was found: the ``chat_template``
+    file that ``lmforge finetune`` leaves in the run (and ``lmforge export`` copies), or
+    ``chat_template`` in its config.yaml; None for a run never fine-tuned for chat."""
     own = run.dir / TEMPLATE_FILE
     if own.is_file():
-        return Template(own.read_text(encoding="utf-8"), eos_token=eos_token, origin=str(own))
-    from omegaconf import OmegaConf
+        return own.read_text(encoding="utf-8"), str(own)
+    if (config := run.dir / "config.yaml").is_file():
+        from omegaconf import OmegaConf
 
-    configured = OmegaConf.load(run.dir / "config.yaml").get("chat_template")
-    if configured:
-        return Template(str(configured), eos_token=eos_token, origin=f"{run.dir / 'config.yaml'}: chat_template")
-    return Template(DEFAULT_TEMPLATE, eos_token=eos_token, origin="the plain User:/Assistant: template")
+        if configured := OmegaConf.load(config).get("chat_template"):
+            return str(configured), f"{config}: chat_template"
+    return None
 
 
 @dataclass
@@ -115,9 +117,12 @@ class Conversation:
             dropped += 1
 
 
-def repl(opened, sampling, template: Template, *, read: Callable[[str], str] = input, out: TextIO = sys.stdout) -> int:
-    """Read a message, stream the reply, until /quit or end of input; returns the exit status."""
+def repl(opened, sampling, template: Template, *, read: Callable[[str], str] = input, out: TextIO = sys.stdout, guarded=None) -> int:
+    """Read a message, stream the reply, until /quit or end of input; returns the exit status.
+    With a guard (``lmforge.plugins.guards._apply.Guarded``) a blocked message gets the
+    refusal and leaves no trace in the history, and a reply blocked as it streams stops there."""
     from lmforge.engine.generate import stream
+    from lmforge.plugins.guards._apply import guard_stream
     from lmforge.files import atomic_write_json
     from lmforge.plugins.deploy._generation import replace
 
@@ -163,6 +168,9 @@ def repl(opened, sampling, template: Template, *, read: Callable[[str], str] = i
                 say(f"error: {exc}")
             continue
 
+        if guarded is not None and guarded.check_prompt(line, "message").blocked:
+            say(guarded.refusal)
+            continue
         try:
             conversation.add("user", opened.clean(line, "the message"))
             budget = opened.context - min(sampling.max_tokens, opened.context // 2)  # room left for the reply
@@ -175,11 +183,13 @@ def repl(opened, sampling, template: Template, *, read: Callable[[str], str] = i
         settings = replace(sampling, stop=(*sampling.stop, *template.stop))
         reply, chunks = "", stream(opened.model, opened.tokenizer, [ids], settings)
         try:
-            for chunk in chunks:
-                text = chunk.text if reply else chunk.text.lstrip()  # the template's "Assistant:" leaves a space
+            for text, _, verdict in guard_stream(guarded, chunks):
+                text = text if reply else text.lstrip()  # the template's "Assistant:" leaves a space
                 reply += text
                 out.write(text)
                 out.flush()
+                if verdict is not None and verdict.blocked:
+                    out.write(" [stopped by the guard]")
         except KeyboardInterrupt:
             chunks.close()
             out.write(" [stopped]")

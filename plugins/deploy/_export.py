@@ -50,7 +50,7 @@ def export(run_path: Path | str, to: Path | str, *, fmt: str = "hf", checkpoint:
         raise ExportError(f"--to {to}: cannot create a folder there ({exc.strerror}): choose a writable place") from None
     try:
         if fmt == "hf":
-            _write_hf(run, arch, model, staging, own)
+            _write_hf(run, arch, model, ckpt, staging, own)
         else:
             _write_lmforge(run, arch, model, ckpt, staging)
         _card.write_readme(run, ckpt, staging, fmt)
@@ -90,7 +90,7 @@ def _special_ids(run: Run) -> dict[str, int | None]:
     return {"bos": ids.get("bos"), "eos": ids.get("eos", ids.get("sep")), "pad": ids.get("pad")}
 
 
-def _write_hf(run: Run, arch: Architecture, model, out: Path, own: bool) -> None:
+def _write_hf(run: Run, arch: Architecture, model, ckpt: Checkpoint, out: Path, own: bool) -> None:
     import json
 
     from safetensors.torch import save
@@ -105,6 +105,8 @@ def _write_hf(run: Run, arch: Architecture, model, out: Path, own: bool) -> None
     else:
         config, tensors = _hf.convert(run.spec.model.name, model.config, model, ids)
         atomic_write(out / "model.safetensors", save(tensors, metadata={"format": "pt"}))
+        if names := _hf_names(run, model, ids):  # lmforge.json: lmforge eval, generate... reopen the folder
+            atomic_write_json(out / EXPORT_CONFIG, _record(run, arch, ckpt, "hf", hf_names=names))
     atomic_write_json(out / "config.json", config)
     _card.write_tokenizer(run, out)
     generation = {f"{role}_token_id": i for role, i in ids.items() if i is not None}
@@ -123,9 +125,15 @@ def _write_lmforge(run: Run, arch: Architecture, model, ckpt: Checkpoint, out: P
         tensors[name] = tensor
     atomic_write(out / EXPORT_WEIGHTS, save(tensors, metadata={"format": "pt", "step": str(ckpt.step)}))
     run.tokenizer.save(out / "tokenizer.json")
+    _card.copy_template(run, out)
+    atomic_write_json(out / EXPORT_CONFIG, _record(run, arch, ckpt, "lmforge-safetensors"))
+
+
+def _record(run: Run, arch: Architecture, ckpt: Checkpoint, fmt: str, **extra) -> dict:
+    """``lmforge.json``: what ``Run.open`` needs to reopen an exported folder as the run."""
     record = run.spec.record()
-    atomic_write_json(out / EXPORT_CONFIG, {
-        "format": "lmforge-safetensors",
+    return {
+        "format": fmt,
         "format_version": 1,
         "lmforge": __version__,
         "architecture": run.spec.model.name,
@@ -138,4 +146,56 @@ def _write_lmforge(run: Run, arch: Architecture, model, ckpt: Checkpoint, out: P
         "config": record,  # the run's checked config: what Run.open checks again on reload
         "summary": run.summary,
         "manifest": run.manifest,
-    })
+        **extra,
+    }
+
+
+def _hf_names(run: Run, model, ids: dict) -> dict | None:
+    """How ``Run.open`` rebuilds each lmforge tensor from the Hugging Face ones:
+    ``{lmforge name: {"shape": [...], "parts": [[hf name, transposed], ...]}}``, the parts
+    flattened and concatenated in order (a fused ``qkv`` is ``q_proj``, ``k_proj``, ``v_proj``).
+
+    Found by running the mapping on a float64 copy whose every element holds its own
+    index (exact to 2**53), so it follows ``_hf.convert`` whatever it does. None when some
+    Hugging Face tensor is not a slice or a transpose of one lmforge tensor.
+    """
+    import copy
+
+    import torch
+
+    probe = copy.deepcopy(model).double()
+    state = probe.state_dict(keep_vars=True)
+    starts: dict[str, int] = {}  # lmforge name -> the index its first element holds
+    owner: dict[int, str] = {}  # storage -> the first name holding it: a tied weight is rebuilt from the same parts
+    with torch.no_grad():
+        next_id = 1  # 0 marks a tensor lmforge has not (GPT-2's zero biases, BERT's token types)
+        for key, t in state.items():
+            if t.data_ptr() not in owner:
+                t.copy_(torch.arange(next_id, next_id + t.numel(), dtype=torch.float64).view_as(t))
+                owner[t.data_ptr()], starts[key] = key, next_id
+                next_id += t.numel()
+        _, tensors = _hf.convert(run.spec.model.name, probe.config, probe, ids)
+    parts: dict[str, list] = {k: [] for k in starts}
+    for name, h in tensors.items():
+        if not h.any():
+            continue
+        first = int(h.reshape(-1)[0])
+        key = next((k for k, at in starts.items() if at <= first < at + state[k].numel()), None)
+        for transposed in (False, True) if h.dim() == 2 else (False,):
+            flat = (h.t() if transposed else h).reshape(-1)
+            if key and torch.equal(flat, torch.arange(first, first + flat.numel(), dtype=torch.float64)):
+                parts[key].append((first - starts[key], name, transposed))
+                break
+        else:
+            return None
+    names = {}
+    for key, t in state.items():
+        found, covered = sorted(parts[owner[t.data_ptr()]]), 0
+        for offset, name, _ in found:
+            if offset != covered:
+                return None
+            covered += tensors[name].numel()
+        if covered != t.numel():
+            return None
+        names[key] = {"shape": list(t.shape), "parts": [[name, transposed] for _, name, transposed in found]}
+    return names

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lmforge.engine.generate import Sampling
+from lmforge.engine.sampling import Sampling
 from lmforge.errors import ConfigError, DataError, LmforgeError
 from lmforge.runs import Run
 

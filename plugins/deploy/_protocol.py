@@ -15,12 +15,13 @@ from typing import Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lmforge.engine.sampling import MAX_TOP_LOGPROBS  # OpenAI's limit on top_logprobs
+
 # Request limits (OpenAI's own where it has one)
 MAX_N = 8  # choices per request
 MAX_STOP = 4  # stop sequences per request
 MAX_STOP_CHARS = 200  # characters per stop sequence
 MAX_LOGPROBS = 5  # /v1/completions logprobs
-MAX_TOP_LOGPROBS = 20  # /v1/chat/completions top_logprobs
 MAX_MESSAGES = 256  # messages per chat request
 
 # Server limits: each is a flag of `lmforge serve` with this default
@@ -63,6 +64,10 @@ def loading() -> ServerError:
     return ServerError(503, "the model is still loading: retry when GET /health answers 200", type="unavailable_error", code="loading", headers={"Retry-After": str(RETRY_AFTER)})
 
 
+def engine_down(reason: str) -> ServerError:
+    return ServerError(503, f"the model is not available ({reason}): restart `lmforge serve`; GET /health answers 503 until then", type="unavailable_error", code="engine_failed")
+
+
 def bad_json(detail: str) -> ServerError:
     return ServerError(400, f"the request body is not valid JSON ({detail}): send a JSON object", code="invalid_json")
 
@@ -91,6 +96,28 @@ def invalid(errors: list[dict]) -> ServerError:
     where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
     message = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg')}" for e in errors[:5])
     return ServerError(422, message, param=where, code="invalid_value")
+
+
+def parse_body(raw: bytes, model_cls: type, served: str):
+    """A request body as ``model_cls``: 400 for invalid JSON or a non-object, 422 for a bad
+    field, 404 for a model other than the one ``served``."""
+    import json
+
+    from pydantic import ValidationError
+
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise bad_json(str(exc)) from None
+    if not isinstance(data, dict):
+        raise bad_json(f"got a JSON {type(data).__name__}")
+    try:
+        body = model_cls.model_validate(data)
+    except ValidationError as exc:
+        raise invalid(exc.errors()) from None
+    if body.model != served:
+        raise unknown_model(body.model, served)
+    return body
 
 
 # Requests

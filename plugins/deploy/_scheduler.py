@@ -1,5 +1,5 @@
 """Continuous batching for ``lmforge serve``: one thread owns the model and decodes every
-request in flight as one batch.
+request in flight as one batch. It runs in the server's engine process (``_engine.py``).
 
 The loop, once per decode step:
 
@@ -20,8 +20,9 @@ A model without ``supports_padding`` or without a cache of ``k``/``v`` tensors (
 whose state would run through padding) keeps one cache per row and decodes the rows one
 after the other within each step: still no request waits for another to finish.
 
-Events reach the request through ``Job.emit``, called on this thread: the server hands
-them to its event loop.
+Events reach the request through ``Job.emit``, called on this thread; ``on_step`` is
+called after each prefill and decode step, so that the engine process sends the events
+of one step together.
 """
 
 from __future__ import annotations
@@ -29,38 +30,15 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn.functional as F
 
 from lmforge.engine.generate import Chunk, _pick, _Text
 
-
-@dataclass
-class Job:
-    """One request: a prompt, its settings, and ``n`` choices decoded as ``n`` rows."""
-
-    prompt: list[int]
-    emit: Callable[[object], None]  # receives Chunks (row = choice index), then None when every choice ended; or an Exception
-    max_tokens: int = 16  # 0: score the prompt only (echo with logprobs)
-    temperature: float = 1.0
-    top_k: Optional[int] = None
-    top_p: float = 1.0
-    stop: tuple[str, ...] = ()
-    seed: Optional[int] = None
-    n: int = 1
-    logprobs: int = 0  # alternatives reported per token
-    prompt_logprobs: bool = False  # fill ``prompt_scores`` from the prefill (echo)
-    stop_at_eos: bool = True
-    prompt_scores: list = field(default_factory=list)  # (logprob or None, [(id, logprob)]) per prompt token
-    live: int = 0  # choices still decoding
-    cancelled: threading.Event = field(default_factory=threading.Event)
-
-    def cancel(self) -> None:
-        """Stop decoding this job (the client left, or its deadline passed); its rows leave at the next step."""
-        self.cancelled.set()
+if TYPE_CHECKING:
+    from lmforge.plugins.deploy._engine import Job  # a request, as the server makes it and the engine process copies it
 
 
 class _Row:
@@ -76,8 +54,10 @@ class _Row:
 class Scheduler:
     """The thread that owns the model. ``submit`` a Job; ``ready`` is set once the model loaded."""
 
-    def __init__(self, load: Callable[[], tuple], *, max_batch: int = 64, on_error: Callable[[BaseException], None] | None = None):
+    def __init__(self, load: Callable[[], tuple], *, max_batch: int = 64, on_error: Callable[[BaseException], None] | None = None,
+                 on_step: Callable[[], None] | None = None):
         self.load, self.max_batch, self.on_error = load, max_batch, on_error
+        self.on_step = on_step or (lambda: None)  # called after each prefill and decode step: the events emitted since go out together
         self.inbox: "queue.Queue[Job]" = queue.Queue()
         self.ready = threading.Event()
         self.failed: BaseException | None = None
@@ -121,6 +101,7 @@ class Scheduler:
             while not self.stopping.is_set():
                 self._admit(block=not self.rows)
                 self._leave([r for r in self.rows if r.job.cancelled.is_set()])
+                self.on_step()
                 if self.rows:
                     try:
                         self._step()
@@ -128,6 +109,7 @@ class Scheduler:
                         for job in {id(r.job): r.job for r in self.rows}.values():
                             job.emit(exc)
                         self.rows, self.cache, self.pads = [], None, []
+                    self.on_step()
 
     def _admit(self, block: bool) -> None:
         """Prefill every job waiting (up to ``max_batch`` rows), then re-pack the batch once."""
@@ -144,7 +126,8 @@ class Scheduler:
                 prefilled = self._prefill(job)
             except Exception as exc:  # noqa: BLE001  one bad request must not stop the server
                 job.emit(exc)
-                continue
+                prefilled = None
+            self.on_step()  # this job's first token goes out now, not after every other prefill
             if prefilled is not None:
                 joining.append(prefilled)
         if joining:

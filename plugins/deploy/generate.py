@@ -25,6 +25,7 @@ def generate(argv: list[str]) -> int:
 
     from lmforge.errors import ConfigError, DataError
     from lmforge.plugins.deploy import _generation
+    from lmforge.plugins.guards import _apply as guards
 
     parser = argparse.ArgumentParser(prog="lmforge generate", description=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path, help="a directory written by lmforge train, or a checkpoint inside one")
@@ -33,6 +34,7 @@ def generate(argv: list[str]) -> int:
     parser.add_argument("--no-echo", action="store_true", help="print only the generated text, not the prompt before it")
     parser.add_argument("--fill-mask", metavar="TEXT", help="a masked LM: the likeliest fillers of each mask token in TEXT")
     _generation.add_sampling_flags(parser, top_k_default=False)
+    guards.add_guard_flags(parser)
     args = parser.parse_args(argv)
 
     if args.fill_mask is not None:
@@ -50,39 +52,75 @@ def generate(argv: list[str]) -> int:
         if sys.stdin.isatty():
             raise ConfigError("no prompt: pass --prompt TEXT, --file FILE (one prompt a line), or pipe text on stdin")
         prompts = [sys.stdin.read()]
+    guarded = guards.from_args(args, args.run_dir)  # a bad guard fails before the model loads
     opened = _generation.open_run(args.run_dir, args.checkpoint, args.device, command="generate")
     what = (lambda i: "the prompt") if len(prompts) == 1 else (lambda i: f"prompt {i + 1}")
     texts = [opened.clean(p, what(i)) for i, p in enumerate(prompts)]
     ids = [opened.encode(t, what(i)) for i, t in enumerate(texts)]
-    _stream(opened, texts, ids, sampling, echo=not args.no_echo)
+    _stream(opened, texts, ids, sampling, echo=not args.no_echo, guarded=guarded)
     return 0
 
 
-def _stream(opened, texts: list[str], ids: list[list[int]], sampling, *, echo: bool) -> None:
+def _stream(opened, texts: list[str], ids: list[list[int]], sampling, *, echo: bool, guarded=None) -> None:
+    """Stream the replies; with a guard, a blocked prompt gets the refusal and a reply blocked
+    as it streams stops there (``content_filter``)."""
     from lmforge.engine.generate import stream
+    from lmforge.plugins.guards._apply import guard_stream
 
     out = sys.stdout
+    what = (lambda i: "prompt") if len(ids) == 1 else (lambda i: f"prompt {i + 1}")
+    refused = {i for i, t in enumerate(texts) if guarded is not None and guarded.check_prompt(t, what(i)).blocked}
     if len(ids) == 1:
         if echo:
             out.write(texts[0])
-        count = 0
-        for chunk in stream(opened.model, opened.tokenizer, ids, sampling):
-            out.write(chunk.text)
+        if refused:
+            out.write(f"{guarded.refusal}\n")
+            print("lmforge: note: the guard blocked the prompt (content_filter)", file=sys.stderr)
+            return
+        count, chunk, verdict = 0, None, None
+        for text, chunk_, verdict in guard_stream(guarded, stream(opened.model, opened.tokenizer, ids, sampling)):
+            out.write(text)
             out.flush()
-            count += 1
+            count, chunk = count + (chunk_ is not None), chunk_ or chunk
         out.write("\n")
-        _note_context(opened, len(ids[0]), chunk, sampling, count)
+        if verdict is not None and verdict.blocked:
+            print("lmforge: note: the guard cut the reply (content_filter)", file=sys.stderr)
+        elif chunk is not None:
+            _note_context(opened, len(ids[0]), chunk, sampling, count)
         return
-    replies, counts = [""] * len(ids), [0] * len(ids)
-    for chunk in stream(opened.model, opened.tokenizer, ids, sampling):
-        replies[chunk.row] += chunk.text
-        counts[chunk.row] += 1
-        if chunk.finish_reason is not None:
-            i = chunk.row
-            out.write(f"=== prompt {i + 1}/{len(ids)}: {texts[i][:40]!r} ({chunk.finish_reason}, {counts[i]} tokens)\n")
+    rows = [i for i in range(len(ids)) if i not in refused]
+    for i in sorted(refused):
+        out.write(f"=== prompt {i + 1}/{len(ids)}: {texts[i][:40]!r} (content_filter, 0 tokens)\n")
+        out.write(f"{texts[i] if echo else ''}{guarded.refusal}\n")
+    out.flush()
+    if not rows:
+        return
+    scanners = {i: guarded.scanner() for i in rows} if guarded is not None else {}
+    replies, counts, done = [""] * len(ids), [0] * len(ids), set()
+    for chunk in stream(opened.model, opened.tokenizer, [ids[i] for i in rows], sampling):
+        i = rows[chunk.row]
+        if i in done:  # cut by the guard: the rest of its row is not shown
+            continue
+        counts[i] += 1
+        text, finish = chunk.text, chunk.finish_reason
+        if i in scanners:
+            text, verdict = scanners[i].feed(chunk.text)
+            if finish is not None and not verdict.blocked:
+                more, verdict = scanners[i].finish()
+                text += more
+            if verdict.blocked:
+                finish = "content_filter"
+                guarded.log(what(i), verdict, replies[i] + chunk.text)
+            elif finish is not None:
+                guarded.log(what(i), verdict, replies[i] + chunk.text)
+        replies[i] += text
+        if finish is not None:
+            done.add(i)
+            out.write(f"=== prompt {i + 1}/{len(ids)}: {texts[i][:40]!r} ({finish}, {counts[i]} tokens)\n")
             out.write(f"{texts[i] if echo else ''}{replies[i]}\n")
             out.flush()
-            _note_context(opened, len(ids[i]), chunk, sampling, counts[i])
+            if finish != "content_filter":
+                _note_context(opened, len(ids[i]), chunk, sampling, counts[i])
 
 
 def _note_context(opened, prompt_len: int, last, sampling, count: int) -> None:

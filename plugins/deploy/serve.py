@@ -46,6 +46,9 @@ def serve(argv: list[str]) -> int:
     parser.add_argument("--checkpoint", help="a .ckpt file of the run (default: checkpoints/last.ckpt)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1... (default auto)")
     parser.add_argument("--log-level", default="warning", help="uvicorn's log level (default warning)")
+    from lmforge.plugins.guards import _apply as guards
+
+    guards.add_guard_flags(parser)
     args = parser.parse_args(argv)
 
     key = args.api_key or os.environ.get(KEY_ENV) or None
@@ -60,40 +63,49 @@ def serve(argv: list[str]) -> int:
     if not args.timeout > 0:
         raise ConfigError(f"--timeout {args.timeout}: must be above 0 seconds")
 
-    import uvicorn
-
-    from lmforge.plugins.deploy import _chat, _generation
-    from lmforge.plugins.deploy._scheduler import Scheduler
-    from lmforge.plugins.deploy._server import Settings, create_app
+    from lmforge.plugins.deploy._engine import Engine
     from lmforge.runs import Run
 
     run = Run.open(args.run_dir)
     run.checkpoint(args.checkpoint)  # a missing checkpoint fails before the server starts
-    opened = _generation.Opened(run, None)
-    if opened.masked:
+    if run.spec.model.entry.cls.objective == "masked":
         raise ConfigError(f"{run.dir} trains model={run.spec.model.name}, a masked LM: it does not generate text, so `lmforge serve` cannot use it")
+    if args.device not in ("auto", "cpu"):
+        from lmforge.plugins.deploy._generation import resolve_device
+
+        resolve_device(args.device)  # a device that is not there fails before the server starts
+    from lmforge.plugins.deploy import _chat
+
     eos = run.tokenizer.special_ids.get("eos")
     template = _chat.load_template(run, args.chat_template, run.tokenizer.decode([eos]) if eos is not None else "")
-    device = _generation.resolve_device(args.device)
+    guarded = guards.from_args(args, args.run_dir)  # checks prompts and replies in this process; a bad guard fails now
     server: list = []
-
-    def load():
-        return run.model(args.checkpoint, device=device), run.tokenizer
 
     def failed(exc: BaseException) -> None:
         print(f"lmforge serve: the model did not load: {exc}", file=sys.stderr)
         if server:
             server[0].should_exit = True
 
-    scheduler = Scheduler(load, max_batch=args.max_batch, on_error=failed)
-    settings = Settings(api_key=key, max_body=args.max_body_bytes, max_concurrent=args.max_concurrent, timeout=args.timeout, max_tokens=args.max_tokens, cors_origins=tuple(args.cors_origin))
-    app = create_app(opened, template, scheduler, settings, name=args.model_name or run.dir.name)
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=2)
-    server.append(uvicorn.Server(config))
-    print(f"lmforge serve: {run.name} on http://{args.host}:{args.port}/ (key {'required' if key else 'off'}); the model loads in the background, GET /health answers 200 once ready", file=sys.stderr, flush=True)
-    scheduler.start()
-    server[0].run()
-    scheduler.stopping.set()
+    def died(exc: BaseException) -> None:
+        print(f"lmforge serve: {exc}; requests now answer 503 and GET /health 503: restart the server", file=sys.stderr, flush=True)
+
+    # The model decodes in a process of its own, so that HTTP work never waits on it (see
+    # _engine.py). It starts now: torch and the weights load there while this process starts the server.
+    scheduler = Engine(args.run_dir.resolve(), checkpoint=args.checkpoint, device=args.device, max_batch=args.max_batch, on_error=failed, on_death=died).start()
+    try:
+        import uvicorn
+
+        from lmforge.plugins.deploy import _generation
+        from lmforge.plugins.deploy._server import Settings, create_app
+
+        settings = Settings(api_key=key, max_body=args.max_body_bytes, max_concurrent=args.max_concurrent, timeout=args.timeout, max_tokens=args.max_tokens, cors_origins=tuple(args.cors_origin), guard=guarded)
+        app = create_app(_generation.Opened(run, None), template, scheduler, settings, name=args.model_name or run.dir.name)
+        config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=2)
+        server.append(uvicorn.Server(config))
+        print(f"lmforge serve: {run.name} on http://{args.host}:{args.port}/ (key {'required' if key else 'off'}); the model loads in the background, GET /health answers 200 once ready", file=sys.stderr, flush=True)
+        server[0].run()
+    finally:
+        scheduler.stop()
     return 1 if scheduler.failed is not None else 0
 
 

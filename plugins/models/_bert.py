@@ -125,7 +125,7 @@ class BertLM(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def forward(self, idx: torch.Tensor, *, cache=None, return_attention: bool = False):
+    def forward(self, idx: torch.Tensor, *, cache=None, return_attention: bool = False, return_hidden: bool = False):
         if cache is not None:
             raise ValueError("model=bert has no cache (supports_cache is False): it is bidirectional; call it without cache=")
         B, T = idx.shape
@@ -137,12 +137,23 @@ class BertLM(nn.Module):
         x = self.wte(idx) + self.wpe(torch.arange(T, device=idx.device))  # (B, T, C)
         x = self.drop(self.norm_emb(x))
         attention = [] if return_attention else None
+        hidden = [x] if return_hidden else None  # the residual stream: after the embedding, then each block
         for block in self.blocks:
             x, att = block(x, return_attention)
             if return_attention:
                 attention.append(att)  # (B, H, T, T)
-        logits = self.head(self.norm_f(x))  # (B, T, V)
-        return LMOutput(logits=logits, attention=attention)
+            if return_hidden:
+                hidden.append(x)  # (B, T, C)
+        logits = self.unembed(x)  # (B, T, V)
+        return LMOutput(logits=logits, attention=attention, hidden=hidden)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        """The token embedding table, whose output attribution methods perturb (lmforge explain)."""
+        return self.wte
+
+    def unembed(self, h: torch.Tensor) -> torch.Tensor:
+        """A residual stream (B, T, C) to logits (B, T, V): the final norm (pre-LN), then the MLM head."""
+        return self.head(self.norm_f(h))
 
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameters, a tied matrix once; ``non_embedding`` drops the position table (as GPT)."""

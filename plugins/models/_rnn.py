@@ -99,6 +99,10 @@ class RecurrentLM(nn.Module):
             cache.pos += T
         return LMOutput(logits=logits, attention=[] if return_attention else None, cache=cache)
 
+    def get_input_embeddings(self) -> nn.Embedding:
+        """The token embedding table, whose output attribution methods perturb (lmforge explain)."""
+        return self.wte
+
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameters, a tied matrix once; ``non_embedding`` drops an untied input table (a lookup, no FLOPs)."""
         n = sum(p.numel() for p in self.parameters())

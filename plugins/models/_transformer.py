@@ -9,6 +9,7 @@ H query heads, Hkv key/value heads, D head dim, V vocabulary.
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn as nn
@@ -56,6 +57,38 @@ def padding_mask(key_mask: torch.Tensor, T: int) -> torch.Tensor:
     return (causal_mask(T, S, key_mask.device) & (key_mask[:, None, :] | own))[:, None]  # (B, 1, T, S)
 
 
+def document_mask(documents: torch.Tensor):
+    """FlexAttention's block mask for (B, T) document ids: causal, and within one document.
+
+    Blocks of 128x128 positions that lie wholly across a document change are skipped, so a
+    window of many short documents costs less attention than a causal one."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    B, T = documents.shape
+
+    def same_document(b, h, q, kv):
+        return (q >= kv) & (documents[b, q] == documents[b, kv])
+
+    # outside a compiled model, compile the mask's construction on CUDA rather than materialise (B, T, T)
+    fast = documents.is_cuda and not torch.compiler.is_compiling()
+    return create_block_mask(same_document, B, None, T, T, device=documents.device, _compile=fast)
+
+
+_compiled_flex = []  # flex_attention compiled once: eagerly it runs a slow reference path
+
+
+def flex(q, k, v, block_mask):
+    from torch.nn.attention.flex_attention import flex_attention
+
+    if q.is_cuda and not torch.compiler.is_compiling():  # inside a compiled model it compiles with it
+        if not _compiled_flex:
+            _compiled_flex.append(torch.compile(flex_attention, dynamic=False))
+        return _compiled_flex[0](q, k, v, block_mask=block_mask)
+    if not q.is_cuda:  # on a CPU the reference path is the one that runs everywhere: its warning is noise
+        warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
+    return flex_attention(q, k, v, block_mask=block_mask)
+
+
 class KVCache:
     """Preallocated keys and values of every layer for incremental decoding.
 
@@ -97,8 +130,9 @@ class CausalSelfAttention(nn.Module):
         self.dropout = config.dropout
         self.resid_drop = nn.Dropout(config.dropout)
 
-    def forward(self, x, rope=None, cache=None, return_attention=False, mask=None):
-        # mask: (B, 1, T, S) bool from padding_mask, or None for unpadded rows
+    def forward(self, x, rope=None, cache=None, return_attention=False, mask=None, block_mask=None):
+        # mask: (B, 1, T, S) bool from padding_mask, or None for unpadded rows;
+        # block_mask: FlexAttention's, from document_mask (model.attention=document)
         B, T, C = x.shape
         kv_dim = self.n_kv_head * self.head_dim
         q, k, v = self.qkv(x).split([C, kv_dim, kv_dim], dim=-1)
@@ -122,8 +156,10 @@ class CausalSelfAttention(nn.Module):
             scores = scores.masked_fill(~(causal_mask(T, S, x.device) if mask is None else mask), float("-inf"))
             att = F.softmax(scores.float(), dim=-1).type_as(q)
             y = F.dropout(att, dropout, self.training) @ v  # (B, H, T, D)
-        elif mask is not None:  # left-padded rows
+        elif mask is not None:  # left-padded rows, or documents with return_attention
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        elif block_mask is not None:  # several documents in a window: none attends across a boundary
+            y = flex(q, k, v, block_mask)
         elif S == T:  # no cache, or its prefill: the flash kernel's causal path
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
         elif T == 1:  # one new token sees every cached position
@@ -170,8 +206,8 @@ class Block(nn.Module):
         self.norm2 = make_norm(config)
         self.mlp = MLP(config)
 
-    def forward(self, x, rope=None, cache=None, return_attention=False, mask=None):
-        y, att = self.attn(self.norm1(x), rope, cache, return_attention, mask)
+    def forward(self, x, rope=None, cache=None, return_attention=False, mask=None, block_mask=None):
+        y, att = self.attn(self.norm1(x), rope, cache, return_attention, mask, block_mask)
         x = x + y
         x = x + self.mlp(self.norm2(x))
         return x, att
@@ -180,6 +216,7 @@ class Block(nn.Module):
 class GPT(nn.Module):
     supports_cache = True
     supports_padding = True  # forward takes key_mask and positions: left-padded rows decode as one batch
+    supports_features = True  # forward(return_logits=False) gives lm_head's input, for the fused losses
 
     def __init__(self, config, vocab_size: int, max_seq_len: int):
         super().__init__()
@@ -188,6 +225,7 @@ class GPT(nn.Module):
         self.max_seq_len = max_seq_len
         self.n_kv_head = config.n_kv_head or config.n_head
         self.head_dim = config.n_embd // config.n_head
+        self.supports_documents = config.attention == "document"  # forward takes documents=
 
         self.wte = nn.Embedding(vocab_size, config.n_embd)
         self.wpe = nn.Embedding(max_seq_len, config.n_embd) if config.pos == "learned" else None
@@ -235,11 +273,13 @@ class GPT(nn.Module):
 
     def forward(
         self, idx: torch.Tensor, *, cache: KVCache | None = None, return_attention: bool = False,
-        key_mask: torch.Tensor | None = None, positions: torch.Tensor | None = None,
+        key_mask: torch.Tensor | None = None, positions: torch.Tensor | None = None, return_hidden: bool = False,
+        documents: torch.Tensor | None = None, return_logits: bool = True,
     ):
         """``key_mask`` (B, S), S = cached + new positions, is False at left padding;
         ``positions`` (B, T) are each new token's position in its own row (default: the
-        cache position). Both are for batches of prompts of different lengths."""
+        cache position). Both are for batches of prompts of different lengths.
+        ``return_hidden`` fills ``LMOutput.hidden`` with the residual stream (the logit lens)."""
         B, T = idx.shape
         pos = 0
         if cache is not None:
@@ -262,6 +302,16 @@ class GPT(nn.Module):
             if key_mask.shape != (B, pos + T):
                 raise ValueError(f"key_mask has shape {tuple(key_mask.shape)}; it needs (batch, cached + new) = {(B, pos + T)}")
             mask = padding_mask(key_mask.bool(), T)  # (B, 1, T, S)
+        block_mask = None
+        if documents is not None and self.supports_documents and cache is None:
+            if documents.shape != (B, T):
+                raise ValueError(f"documents has shape {tuple(documents.shape)}; it needs (batch, positions) = {(B, T)}")
+            # the explicit paths take a dense mask, and so does a CPU: FlexAttention has no backward there (torch 2.13)
+            if return_attention or key_mask is not None or not idx.is_cuda:
+                same = documents[:, :, None] == documents[:, None, :]  # (B, T, T)
+                mask = (same & causal_mask(T, T, idx.device))[:, None] & (mask if mask is not None else True)
+            else:
+                block_mask = document_mask(documents)
 
         x = self.wte(idx)  # (B, T, C)
         rope = None
@@ -277,15 +327,28 @@ class GPT(nn.Module):
         x = self.drop(x)
 
         attention = [] if return_attention else None
+        hidden = [x] if return_hidden else None  # the residual stream: after the embedding, then each block
         for block in self.blocks:
-            x, att = block(x, rope, cache, return_attention, mask)
+            x, att = block(x, rope, cache, return_attention, mask, block_mask)
             if return_attention:
                 attention.append(att)  # (B, H, T, S)
+            if return_hidden:
+                hidden.append(x)  # (B, T, C)
         if cache is not None:
             cache.pos += T
 
-        logits = self.lm_head(self.norm_f(x))  # (B, T, V)
-        return LMOutput(logits=logits, attention=attention, cache=cache)
+        if not return_logits:  # the fused losses (trainer.kernels) take the head's input, never the logits
+            return LMOutput(logits=None, attention=attention, cache=cache, hidden=hidden, features=self.norm_f(x))
+        logits = self.unembed(x)  # (B, T, V)
+        return LMOutput(logits=logits, attention=attention, cache=cache, hidden=hidden)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        """The token embedding table, whose output attribution methods perturb (lmforge explain)."""
+        return self.wte
+
+    def unembed(self, h: torch.Tensor) -> torch.Tensor:
+        """A residual stream (B, T, C) to logits (B, T, V): the final norm, then the head."""
+        return self.lm_head(self.norm_f(h))
 
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameters, a tied matrix once; ``non_embedding`` drops the position table (nanoGPT)."""

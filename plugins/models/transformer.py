@@ -38,9 +38,10 @@ class TransformerConfig:
     bias: bool = False
     dropout: float = 0.0
     tie_embeddings: bool = True
+    attention: str = "causal"  # causal | document: no attention across document boundaries (FlexAttention)
 
     def __post_init__(self) -> None:
-        choices = {"mlp": ("swiglu", "gelu"), "norm": ("rmsnorm", "layernorm"), "pos": ("rope", "learned")}
+        choices = {"mlp": ("swiglu", "gelu"), "norm": ("rmsnorm", "layernorm"), "pos": ("rope", "learned"), "attention": ("causal", "document")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"model.{key}={getattr(self, key)!r} is not one of {', '.join(allowed)}")
@@ -49,6 +50,8 @@ class TransformerConfig:
         check_positive("mlp_ratio", self.mlp_ratio, 4.0)
         check_positive("rope_theta", self.rope_theta, 10000.0)
         check_rate("dropout", self.dropout)
+        if self.attention == "document" and self.dropout:
+            raise ValueError("model.attention=document has no attention dropout (FlexAttention): set model.dropout=0, or model.attention=causal")
         kv = self.n_kv_head or dims["n_head"]
         if dims["n_embd"] % dims["n_head"] or dims["n_head"] % kv:
             raise ValueError(

@@ -8,7 +8,8 @@ words match whatever its length. ``action: drop`` removes flagged documents, cou
 "flagged": true}``, counted as ``tagged:unsafe``, for a later stage or a person to
 decide.
 
-The lexicon is the short built-in English list (``_lexicon.py``, on by default with
+The lexicon is the short built-in English list (``_lexicon.py``, shared with the
+``lexicon`` guard, on by default with
 ``builtin``), plus ``lexicon`` words and ``lexicon_files`` (one entry a line, ``#``
 comments). Matching is by whole word after case folding, so "Scunthorpe" and "classic"
 are safe; it cannot see meaning, so quotes, reclaimed words and discussions of
@@ -18,7 +19,6 @@ language are flagged too: prefer ``tag`` when that matters.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +26,7 @@ from typing import Iterable, Iterator, List, Optional
 
 from lmforge import hookimpl
 from lmforge.contracts import Document, Preprocessor
-
-WORD = re.compile(r"\w+(?:['’]\w+)*")
+from lmforge.plugins.preprocessors._lexicon import Lexicon, words  # the one matcher, shared with guard=lexicon
 
 
 @dataclass
@@ -52,10 +51,6 @@ class SafetyConfig:
             raise ValueError(f"lexicon_files: no file at {', '.join(missing)}; give word lists with one entry a line")
 
 
-def words(text: str) -> list[str]:
-    return WORD.findall(text.casefold())
-
-
 class Safety(Preprocessor):
     name = "safety"
     Config = SafetyConfig
@@ -63,9 +58,7 @@ class Safety(Preprocessor):
 
     def __init__(self, config: SafetyConfig | None = None) -> None:
         super().__init__(config)
-        self._entries: set[tuple[str, ...]] | None = None  # built in setup
-        self._starts: set[str] = set()  # first words of the entries, to skip the rest fast
-        self._longest = 1
+        self._lexicon = None  # built in setup
 
     def cache_token(self) -> str:
         """The word lists' contents, which change the output without changing the config."""
@@ -75,34 +68,14 @@ class Safety(Preprocessor):
         return digest.hexdigest()[:16] if self.config.lexicon_files else ""
 
     def setup(self) -> None:
-        entries = list(self.config.lexicon)
-        if self.config.builtin:
-            from lmforge.plugins.preprocessors._lexicon import WORDS
-
-            entries += WORDS
-        for path in self.config.lexicon_files:
-            lines = Path(path).expanduser().read_text(encoding="utf-8").splitlines()
-            entries += [ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
-        self._entries = {tuple(w) for e in entries if (w := words(e))}
-        self._starts = {e[0] for e in self._entries}
-        self._longest = max(map(len, self._entries), default=1)
+        self._lexicon = Lexicon(self.config.builtin, self.config.lexicon, self.config.lexicon_files)
 
     def score(self, text: str) -> tuple[float, int]:
         """(share of the words inside lexicon entries, how many words those are)."""
-        if self._entries is None:
+        if self._lexicon is None:
             self.setup()
         tokens = words(text)
-        i = matched = 0
-        while i < len(tokens):
-            if tokens[i] not in self._starts:
-                i += 1
-                continue
-            for n in range(min(self._longest, len(tokens) - i), 0, -1):
-                if tuple(tokens[i : i + n]) in self._entries:
-                    matched, i = matched + n, i + n
-                    break
-            else:
-                i += 1
+        matched = sum(self._lexicon.count(tokens).values())
         return matched / max(len(tokens), 1), matched
 
     def process(self, docs: Iterable[Document], stats: Counter) -> Iterator[Document]:

@@ -76,3 +76,36 @@ def test_a_message_typed_in_the_page_gets_a_streamed_reply(tmp_path, browser):
         assert not browser.find_elements(By.CSS_SELECTOR, ".msg.user b")
         shot = tmp_path / "serve.png"
         assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 1000
+
+
+def test_the_explain_view_shows_attention_and_saliency(tmp_path, browser):
+    """The page's Explain button: the text's tokens coloured by saliency and the attention map,
+    from POST /lmforge/explain, which takes the same key as every data route."""
+    import httpx
+    from selenium.webdriver.common.by import By
+
+    run = make_run(tmp_path)
+    with server(run, "--api-key", KEY) as url:
+        body = {"model": "run", "prompt": "def add(a, b):"}
+        assert httpx.post(url + "/lmforge/explain", json=body, timeout=60).status_code == 401
+        auth = {"Authorization": f"Bearer {KEY}"}
+        bad = httpx.post(url + "/lmforge/explain", json=body | {"target": "return a + b"}, headers=auth, timeout=60)
+        assert bad.status_code == 400 and "tokens of the run's tokenizer" in bad.json()["error"]["message"]
+        data = httpx.post(url + "/lmforge/explain", json=body, headers=auth, timeout=60).json()
+        assert len(data["saliency"]["grad_x_input"]) == len(data["tokens"]) == len(data["attention"]["rollout"])
+        assert all(abs(sum(row) - 1) < 1e-4 for row in data["attention"]["last_layer"])
+
+        browser.get(url + "/")
+        browser.find_element(By.ID, "key").send_keys(KEY)
+        browser.execute_script("document.getElementById('key').dispatchEvent(new Event('change'))")
+        wait_for(lambda: browser.find_element(By.ID, "model").text == "run", what="the model's name")
+        browser.find_element(By.ID, "input").send_keys("def add(a, b):")
+        browser.find_element(By.ID, "explain").click()
+        view = wait_for(lambda: [e for e in browser.find_elements(By.CSS_SELECTOR, ".msg.explain") if e.get_attribute("data-done") == "true"], what="the explain view")[0]
+        tokens = view.find_elements(By.CSS_SELECTOR, ".tok")
+        assert "".join(t.text for t in tokens).replace(" ", "") == "".join(data["tokens"]).replace(" ", "")
+        assert any("rgba" in t.get_attribute("style") for t in tokens) and "draws on" in tokens[-1].get_attribute("title")
+        canvas = view.find_element(By.TAG_NAME, "canvas")
+        assert canvas.size["width"] > 100
+        shot = tmp_path / "explain.png"
+        assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 1000

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -297,6 +298,86 @@ def test_a_request_past_the_timeout_is_504(run_dir):
         r = httpx.post(url + "/v1/completions", json={"model": "run", "prompt": "def", "max_tokens": CONTEXT - 8}, timeout=60)
         assert r.status_code == 504 and "--timeout" in r.json()["error"]["message"]
         assert httpx.get(url + "/health").status_code == 200
+
+
+def test_a_streamed_event_from_its_template_equals_the_whole_body_encoded():
+    """The per-token fast path (a template filled per chunk) writes the very bytes of json.dumps of the full body."""
+    from lmforge.plugins.deploy import _protocol as P
+    from lmforge.plugins.deploy._engine import Chunk
+    from lmforge.plugins.deploy._server import _Reply, _sse
+
+    chunks = [Chunk(0, ' a "quoted"\n\u00e9\U0001F600 100%s', 7, -0.5, [], None), Chunk(1, "", 8, -1.0, [], None), Chunk(1, " b", 9, -2.0, [], "stop"), Chunk(0, "c", 3, -0.1, [], "length")]
+    for kind, body in (("completion", P.CompletionRequest(model="m", prompt="x", n=2)), ("chat", P.ChatRequest(model="m", messages=[{"role": "user", "content": "x"}], n=2))):
+        envelope = P.Envelope.new(kind, "100%s model", True)
+        fast, whole = _Reply(kind, body, envelope, None, 3, "x"), _Reply(kind, body, envelope, None, 3, "x")
+        for chunk in chunks:
+            event = fast.event(chunk)
+            assert event == _sse(whole.delta(chunk)) and json.loads(event[len("data: "):])["choices"][0]["index"] == chunk.row
+
+
+# the engine process
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()]
+
+
+def engine_pid(url: str) -> int:
+    """The pid of the engine process of the server at ``url`` (a spawned child of it)."""
+    port = url.rsplit(":", 1)[1]
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"serve" in argv and port.encode() in argv and proc.name.isdigit():
+            engines = [c for c in _children(int(proc.name)) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+            assert len(engines) == 1, engines
+            return engines[0]
+    raise AssertionError(f"no lmforge serve process on port {port}")
+
+
+def gone(pid: int, within: float) -> bool:
+    """Whether process ``pid`` ended (or is a zombie) within ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return True
+        except OSError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the engine process through /proc")
+def test_a_dead_engine_process_answers_503_and_fails_health(run_dir):
+    """A stream in flight ends with a 503 error event, /health turns 503, new requests get 503: nothing hangs."""
+    with server(run_dir) as url:
+        engine = engine_pid(url)
+        long = {"model": "run", "prompt": "def", "max_tokens": CONTEXT - 8, "temperature": 0, "stream": True}
+        with httpx.stream("POST", url + "/v1/completions", json=long, timeout=30) as r:
+            lines = (line for line in r.iter_lines() if line.startswith("data: "))
+            next(lines)
+            os.kill(engine, signal.SIGKILL)
+            events = [json.loads(line[6:]) for line in lines if line.startswith("data: {")]
+        assert events[-1]["error"]["code"] == "engine_failed" and "exited with code -9" in events[-1]["error"]["message"]
+        health = httpx.get(url + "/health", timeout=10)
+        assert health.status_code == 503 and health.json()["status"] == "failed"
+        r = httpx.post(url + "/v1/completions", json={"model": "run", "prompt": "x", "max_tokens": 1}, timeout=10)
+        assert r.status_code == 503 and r.json()["error"]["code"] == "engine_failed"
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the engine process through /proc")
+def test_the_engine_process_ends_with_the_server_even_a_killed_one(run_dir):
+    with server(run_dir) as url:
+        engine = engine_pid(url)
+    assert gone(engine, 10)  # stopped with the server (SIGTERM)
+    with server(run_dir) as url:
+        engine = engine_pid(url)
+        port = url.rsplit(":", 1)[1]
+        serve = next(int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and engine in _children(int(p.name)))
+        os.kill(serve, signal.SIGKILL)
+        assert gone(engine, 10), f"the engine process outlived its server on port {port}"
 
 
 def test_binding_another_address_without_a_key_is_refused(run_dir):

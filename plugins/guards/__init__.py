@@ -1,0 +1,1 @@
+"""Built-in guards: ``none``, ``lexicon`` and ``classifier`` (see docs/safety.md)."""

@@ -1,0 +1,1 @@
+"""Built-in downstream tasks: chat, summarize, translate, classify (see docs/tasks.md)."""
