@@ -76,6 +76,26 @@ class Opened:
     def masked(self) -> bool:
         return self.run.spec.model.entry.cls.objective == "masked"
 
+    def encode_masked(self, text: str, flag: str) -> list[int]:
+        """``text`` with the tokenizer's mask token where words are missing, as ids: the text
+        around each mask through the run's steps and tokenizer, each mask kept as the mask id.
+        ``flag`` (``--fill-mask``, ``--text``) names the input in errors."""
+        tokenizer = self.tokenizer
+        mask = tokenizer.special_ids.get("mask")
+        if mask is None:
+            raise DataError(f"the run's tokenizer ({self.run.spec.tokenizer.name}) has no mask token: it cannot fill masks")
+        token = tokenizer.decode([mask])
+        pieces = text.split(token)
+        if len(pieces) < 2:
+            raise DataError(f'{flag} {text!r} has no {token}: write {token} where a word is missing, e.g. {flag} "the {token} sat"')
+        ids: list[int] = []
+        for i, piece in enumerate(pieces):  # the text around the masks goes through the run's steps; the masks stay
+            if piece.strip():
+                ids += tokenizer.encode_batch([self.clean(piece, "the text around a mask")])[0]
+            if i < len(pieces) - 1:
+                ids.append(mask)
+        return ids
+
     def clean(self, text: str, what: str = "the prompt") -> str:
         """``text`` through the run's preprocessing steps. A step that drops it (a quality
         filter meant for documents) is reported on stderr, and the text is kept as typed."""

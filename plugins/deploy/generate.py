@@ -135,19 +135,9 @@ def _fill_mask(opened, text: str, top_k: int) -> int:
     from lmforge.errors import DataError
 
     tokenizer = opened.tokenizer
-    mask = tokenizer.special_ids.get("mask")
-    if mask is None:
-        raise DataError(f"the run's tokenizer ({opened.run.spec.tokenizer.name}) has no mask token: it cannot fill masks")
+    ids = opened.encode_masked(text, "--fill-mask")
+    mask = tokenizer.special_ids["mask"]
     token = tokenizer.decode([mask])
-    pieces = text.split(token)
-    if len(pieces) < 2:
-        raise DataError(f"--fill-mask {text!r} has no {token}: write {token} where a word is missing, e.g. \"the {token} sat\"")
-    ids: list[int] = []
-    for i, piece in enumerate(pieces):  # the text around the masks goes through the run's steps; the masks stay
-        if piece.strip():
-            ids += tokenizer.encode_batch([opened.clean(piece, "the text around a mask")])[0]
-        if i < len(pieces) - 1:
-            ids.append(mask)
     if len(ids) > opened.context:
         raise DataError(f"--fill-mask text is {len(ids)} tokens long, but the run's context is data.seq_len={opened.context}: shorten it")
     device = next(opened.model.parameters()).device

@@ -52,19 +52,7 @@ def encode(run: Run, text: str, masked: bool, overlong: str) -> tuple[list[int],
     opened, tokenizer, notices = Opened(run, None), run.tokenizer, []
     context = run.spec.data.seq_len
     if masked:
-        mask = tokenizer.special_ids.get("mask")
-        if mask is None:
-            raise DataError(f"the run's tokenizer ({run.spec.tokenizer.name}) has no mask token, so a masked LM has nothing to fill")
-        token = tokenizer.decode([mask])
-        pieces = text.split(token)
-        if len(pieces) < 2:
-            raise DataError(f'--text {text!r} has no {token}: a masked LM explains how it fills one, so write {token} where a token is missing, e.g. --text "the {token} sat"')
-        ids: list[int] = []
-        for i, piece in enumerate(pieces):
-            if piece.strip():
-                ids += tokenizer.encode_batch([opened.clean(piece, "the text around a mask")])[0]
-            if i < len(pieces) - 1:
-                ids.append(mask)
+        ids = opened.encode_masked(text, "--text")
     else:
         ids = tokenizer.encode_batch([opened.clean(text, "--text")])[0]
     if not ids:
