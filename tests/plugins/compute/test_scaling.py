@@ -8,7 +8,7 @@ import pytest
 
 from lmforge.plugins.compute._chinchilla import transformer_params
 from lmforge.plugins.models.transformer import TransformerConfig
-from tests.support import lmforge
+from support import lmforge
 
 
 def compose(*overrides: str):

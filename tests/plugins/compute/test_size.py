@@ -12,7 +12,7 @@ from lmforge.plugins.compute import _chinchilla
 from lmforge.plugins.compute._chinchilla import CHINCHILLA, Law, Point, allocate, parse_count, transformer_params
 from lmforge.plugins.models.transformer import TransformerConfig
 from lmforge.runs import Run
-from tests.support import lmforge, make_run
+from support import lmforge, make_run
 
 
 def size_json(*args: str, cwd) -> dict:
