@@ -1,8 +1,9 @@
 """``task=classify``: (text, label) pairs, scored with accuracy and precision, recall and F1.
 
 The demo asks which standard-library package a function comes from, among its largest
-packages (tkinter, idlelib, asyncio, logging, xml, multiprocessing, unittest, email), from
-the function's source without its docstring. The baseline predicts the training split's
+packages (tkinter, idlelib, asyncio, logging, xml, multiprocessing, unittest, email, on a
+Python that has them all; a missing one gives its place to the next largest), from the
+function's source without its docstring. The baseline predicts the training split's
 majority class.
 
 Besides ``score``, the module gives what a report shows: ``per_class`` (precision,
