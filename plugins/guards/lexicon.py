@@ -18,12 +18,11 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import List
 
 from lmforge import hookimpl
 from lmforge.contracts import Guard, GuardConfig, Scanner, Verdict
-from lmforge.plugins.preprocessors._lexicon import CATEGORIES, CUSTOM, WORD, Lexicon
+from lmforge.plugins.preprocessors._lexicon import CATEGORIES, CUSTOM, WORD, Lexicon, check_entries
 
 KNOWN = (*CATEGORIES, CUSTOM)
 GROWING = re.compile(r"[\w'’]")  # a chunk ending in one of these may end inside a word
@@ -45,10 +44,7 @@ class LexiconGuardConfig(GuardConfig):
             raise ValueError(f"min_count={self.min_count}: at least 1 matched word; e.g. min_count=2")
         if unknown := [c for c in self.categories if c not in KNOWN]:
             raise ValueError(f"categories={list(self.categories)}: {', '.join(unknown)} unknown; the categories are {', '.join(KNOWN)}")
-        if any(not entry.strip() for entry in self.lexicon):
-            raise ValueError(f"lexicon={list(self.lexicon)}: holds an empty entry; give words or phrases")
-        if missing := [p for p in self.lexicon_files if not Path(p).expanduser().is_file()]:
-            raise ValueError(f"lexicon_files: no file at {', '.join(missing)}; give word lists with one entry a line")
+        check_entries(self.lexicon, self.lexicon_files)
 
 
 class LexiconScanner(Scanner):

@@ -33,6 +33,14 @@ CUSTOM = "custom"  # the category of the user's own entries
 WORD = re.compile(r"\w+(?:['’]\w+)*")
 
 
+def check_entries(lexicon: Iterable[str], lexicon_files: Iterable[str]) -> None:
+    """The ``lexicon`` and ``lexicon_files`` options, checked the same way wherever the lexicon is used."""
+    if any(not entry.strip() for entry in lexicon):
+        raise ValueError(f"lexicon={list(lexicon)}: holds an empty entry; give words or phrases")
+    if missing := [p for p in lexicon_files if not Path(p).expanduser().is_file()]:
+        raise ValueError(f"lexicon_files: no file at {', '.join(missing)}; give word lists with one entry a line")
+
+
 def words(text: str) -> list[str]:
     return [w.casefold() for w in WORD.findall(text)]
 

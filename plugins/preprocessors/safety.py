@@ -26,7 +26,7 @@ from typing import Iterable, Iterator, List, Optional
 
 from lmforge import hookimpl
 from lmforge.contracts import Document, Preprocessor
-from lmforge.plugins.preprocessors._lexicon import Lexicon, words  # the one matcher, shared with guard=lexicon
+from lmforge.plugins.preprocessors._lexicon import Lexicon, check_entries, words  # the one matcher, shared with guard=lexicon
 
 
 @dataclass
@@ -45,10 +45,7 @@ class SafetyConfig:
             raise ValueError(f"threshold={self.threshold}: a share of words, at least 0 and below 1, such as 0.01")
         if self.max_count is not None and self.max_count < 0:
             raise ValueError(f"max_count={self.max_count}: a number of matching words, 0 or more, or null for off; e.g. max_count=3")
-        if any(not entry.strip() for entry in self.lexicon):
-            raise ValueError(f"lexicon={list(self.lexicon)}: holds an empty entry; give words or phrases")
-        if missing := [p for p in self.lexicon_files if not Path(p).expanduser().is_file()]:
-            raise ValueError(f"lexicon_files: no file at {', '.join(missing)}; give word lists with one entry a line")
+        check_entries(self.lexicon, self.lexicon_files)
 
 
 class Safety(Preprocessor):
