@@ -29,7 +29,7 @@ import dataclasses
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Iterator, List, Optional
 
 if TYPE_CHECKING:
     import torch
@@ -495,13 +495,16 @@ class Example:
     assistant's turns as targets, for classification one segment holding the text.
     ``label`` is the class name for a classification task, else "". ``prompt`` and
     ``reference`` are what evaluation uses: the text before the last target segment,
-    and that segment's text.
+    and that segment's text. A preference task's example holds two sequences: the
+    preferred one in ``segments`` and the rejected one in ``rejected``, each the same
+    prompt followed by its reply as the one target segment.
     """
 
     id: str
     segments: list[Segment]
     label: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    rejected: list[Segment] = field(default_factory=list)  # a preference pair's rejected sequence
 
     @property
     def prompt(self) -> str:
@@ -544,8 +547,13 @@ class Task(Component):
     Contract:
 
     - ``type`` is ``"generate"`` (the model writes the reference after the prompt, scored
-      by decoding greedily) or ``"classify"`` (a head on the model predicts ``label``
-      among ``labels``).
+      by decoding greedily), ``"classify"`` (a head on the model predicts ``label``
+      among ``labels``) or ``"preference"`` (pairs of a preferred and a rejected reply
+      to one prompt, for preference optimization: ``Example.segments`` and
+      ``Example.rejected``; ``reference`` is the preferred reply).
+    - ``skip_reason(example)`` (optional) names why a formatted example cannot be used
+      (a preference pair whose replies are empty or identical); ``lmforge.tasks.load``
+      counts and skips it.
     - ``fields`` names the record fields the task reads. ``config.fields`` maps each to
       a column of the user's data, so that any file works without renaming columns.
     - ``demo()`` returns the records of an offline demo dataset, built with no download,
@@ -572,10 +580,15 @@ class Task(Component):
     fields: ClassVar[tuple[str, ...]] = ()
     metrics: ClassVar[tuple[str, ...]] = ()
     special_tokens: ClassVar[tuple[str, ...]] = ()
+    may_be_empty: ClassVar[tuple[str, ...]] = ()  # fields whose empty text is the task's to judge (skip_reason)
     labels: list[str] = []  # a classify task's classes, sorted, set by ``prepare``
 
     def prepare(self, train: list[Example]) -> None:
         """Learn what scoring needs from the training split (the classes). The default: nothing."""
+
+    def skip_reason(self, example: Example) -> str | None:
+        """Why ``example`` cannot be used (counted and skipped under that name), or None. The default: None."""
+        return None
 
     def demo(self) -> list[dict[str, Any]]:
         raise NotImplementedError
@@ -620,6 +633,7 @@ class GuardConfig:
     """What every guard's config holds; subclasses add their own fields."""
 
     refusal: str = "Sorry, I can't help with that."  # the reply to a blocked prompt
+    check: List[str] = field(default_factory=lambda: ["prompt", "reply"])  # what it checks: the prompt, the reply, or both
 
 
 class Scanner:

@@ -5,7 +5,8 @@ By default the validation split is read back from the run's cached tokenize stag
 ``--split train`` reads the training split instead, and ``--text`` scores any text files
 after the run's own preprocessing steps and tokenizer, so the numbers (bits per byte
 included) compare with the run's. ``--task NAME`` scores the run, its base and the task's
-baseline on a downstream task's test split instead (``lmforge.task_eval``), and
+baseline on a downstream task's test split instead (``lmforge.task_eval``; ``--task safety``
+with a guard off and on, ``--guard``), and
 ``--lm-eval TASKS`` runs lm-eval-harness tasks on it, offline (``lmforge.harness``).
 """
 
@@ -108,6 +109,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="with --task: task overrides, e.g. task.data=data.jsonl")
     parser.add_argument("--max-tokens", type=int, default=64, help="with --task: new tokens at most per greedy reply (default 64)")
     parser.add_argument("--no-base", action="store_true", help="with --task: do not score the base run")
+    parser.add_argument("--guard", metavar="NAME", help="with --task safety: the guard of the guarded columns (default: the run's config `guard`, else lexicon; none for no guarded columns)")
+    parser.add_argument("--guard-option", action="append", default=[], metavar="KEY=VALUE", help="with --guard: an option of the guard, e.g. action=flag (repeatable)")
     args = parser.parse_intermixed_args(argv)
     if args.lm_eval is not None:
         return _lm_eval(args)
@@ -115,6 +118,8 @@ def main(argv: list[str]) -> int:
         return _task(args)
     if args.overrides:
         raise ConfigError(f"{args.overrides[0]}: key=value overrides go with --task <name>")
+    if args.guard is not None or args.guard_option:
+        raise ConfigError("--guard: only with --task safety (the run and its base scored with the guard off and on)")
     if args.split in ("validation", "test"):
         raise ConfigError(f"--split {args.split}: only with --task; the run's corpus has the splits val and train")
     for path in args.text or []:
@@ -131,7 +136,7 @@ def _lm_eval(args) -> int:
     from lmforge import harness
 
     tasks = [t.strip() for t in args.lm_eval.split(",") if t.strip()]
-    if clash := [flag for flag, given in (("--text", args.text), ("--task", args.task), ("--split", args.split)) if given]:
+    if clash := [flag for flag, given in (("--text", args.text), ("--task", args.task), ("--split", args.split), ("--guard", args.guard)) if given]:
         raise ConfigError(f"--lm-eval with {clash[0]}: one kind of evaluation at a time; run lmforge eval twice")
     if not tasks:
         raise ConfigError("--lm-eval: name at least one task, e.g. --lm-eval hellaswag,arc_easy")
@@ -157,7 +162,7 @@ def _task(args) -> int:
     split = {"val": "validation", None: "test"}.get(args.split, args.split)
     result = task_eval.evaluate_task(
         args.run_dir, args.task, args.overrides, checkpoint=args.checkpoint, split=split, base=not args.no_base,
-        max_tokens=args.max_tokens, batch_size=args.batch_size, out=args.out,
+        max_tokens=args.max_tokens, batch_size=args.batch_size, out=args.out, guard=args.guard, guard_options=args.guard_option,
     )
     print(task_eval.table(result))
     if picture := result.get("confusion_matrix"):

@@ -10,7 +10,12 @@ gain from fine-tuning shows side by side:
 - a ``classify`` task: the run's classification head (``classifier.json``, rebuilt by
   ``Run.model()``) predicts each label; besides the scores, the per-class table and the
   confusion matrix (``confusion_matrix.json`` and ``.png``) are written next to the numbers.
-  The base run has no head, so the baseline (the majority class) is its comparison.
+  The base run has no head, so the baseline (the majority class) is its comparison;
+- a task with an ``evaluate`` method scores the models itself (``safety``: each with a
+  guard off and on, ``--guard``): it returns its columns of scores, a line per example
+  for ``predictions.jsonl``, and what else ``eval.json`` holds. A task whose class sets
+  ``scores_any_run`` (a red-team set) scores a run fine-tuned on another task, on the
+  split that fine-tune held out.
 
 The task's config is the one the run was fine-tuned with (``finetune.yaml``), so the
 test split is the very one fine-tuning held out; overrides (``task.data=...``) change it.
@@ -62,11 +67,13 @@ def build_task(run: Run, name: str, overrides: list[str]) -> "Task":
     record = finetune_record(run)
     trained = (record or {}).get("task") or {}
     if trained and trained.get("name") != name:
-        raise ConfigError(
-            f"--task {name}: {run.dir} was fine-tuned on task={trained.get('name')}, not {name}; score it with "
-            f"--task {trained.get('name')}, or fine-tune its base on {name} first (lmforge finetune base={record.get('base')} task={name})"
-        )
-    node = OmegaConf.create(dict(trained) if trained else {"name": name})
+        if not _scores_any_run(name):
+            raise ConfigError(
+                f"--task {name}: {run.dir} was fine-tuned on task={trained.get('name')}, not {name}; score it with "
+                f"--task {trained.get('name')}, or fine-tune its base on {name} first (lmforge finetune base={record.get('base')} task={name})"
+            )
+        trained = {"split": trained["split"]} if "split" in trained else {}  # the split that fine-tune held out
+    node = OmegaConf.create({"name": name, **trained})
     for item in overrides:
         key, sep, _ = item.partition("=")
         if not sep or not key:
@@ -79,6 +86,15 @@ def build_task(run: Run, name: str, overrides: list[str]) -> "Task":
     except Exception as exc:  # OmegaConf's grammar errors
         raise ConfigError(f"task overrides {' '.join(overrides)}: {str(exc).splitlines()[0]}") from None
     return Selected(*component_config("task", node, "task")).build()
+
+
+def _scores_any_run(name: str) -> bool:
+    """Whether task ``name`` is an evaluation set for a run fine-tuned on any task (its class
+    sets ``scores_any_run``: task=safety's red-team prompts score a DPO or chat run)."""
+    from lmforge.loader import load_plugins
+
+    entry = load_plugins()[1].components["task"].get(name)
+    return bool(getattr(entry.cls, "scores_any_run", False)) if entry is not None else False
 
 
 def base_of(run: Run) -> Run | None:
@@ -125,18 +141,27 @@ def _segment_ids(tokenizer, examples: list["Example"], upto_last_target: bool) -
     return out
 
 
-def generate(model, tokenizer, examples: list["Example"], *, max_tokens: int, batch_size: int, progress=None) -> list[str]:
-    """Greedy replies to each example's prompt, ``batch_size`` prompts at a time."""
-    from lmforge import engine
+def prompt_ids(model, tokenizer, examples: list["Example"], max_tokens: int) -> list[list[int]]:
+    """Each example's prompt as token ids, tokenized and cut as fine-tuning does: one too long
+    for the model's context leaves room for ``max_tokens`` of reply (at most half the context)
+    by dropping its middle, its head and its cue kept (``keep_ends``)."""
+    from lmforge.tasks import keep_ends
 
     limit = int(getattr(model, "max_seq_len", 0)) or None
     prompts = []
     for ids, _ in _segment_ids(tokenizer, examples, upto_last_target=True):
         ids = ids or [tokenizer.special_ids.get("eos", 0)]
-        if limit:  # keep the prompt's end and room for the reply
-            budget = max(1, limit - min(max_tokens, limit // 2))
-            ids = ids[-budget:]
+        if limit:
+            ids = keep_ends(ids, max(1, limit - min(max_tokens, limit // 2)))
         prompts.append(ids)
+    return prompts
+
+
+def generate(model, tokenizer, examples: list["Example"], *, max_tokens: int, batch_size: int, progress=None) -> list[str]:
+    """Greedy replies to each example's prompt, ``batch_size`` prompts at a time."""
+    from lmforge import engine
+
+    prompts = prompt_ids(model, tokenizer, examples, max_tokens)
     sampling = engine.Sampling(max_tokens=max_tokens, temperature=0.0, top_k=None, seed=0)
     replies = []
     for start in range(0, len(prompts), batch_size):
@@ -225,13 +250,21 @@ def _check_run(run: Run, task: "Task", what: str) -> None:
 def evaluate_task(
     run_dir: Path, name: str, overrides: list[str] = (), *, checkpoint: str | None = None, split: str = "test",
     base: bool = True, max_tokens: int = 64, batch_size: int = 16, device: str = "auto", out: Path | None = None,
+    guard: str | None = None, guard_options: list[str] = (),
 ) -> dict[str, Any]:
-    """Score ``run_dir`` (and its base, and the baseline) on ``split`` of task ``name``; write ``eval.json``."""
+    """Score ``run_dir`` (and its base, and the baseline) on ``split`` of task ``name``; write ``eval.json``.
+
+    A task with an ``evaluate`` method scores the models its own way (task=safety: each with
+    a guard off and on, ``guard`` and ``guard_options`` choosing it; see its module).
+    """
     from lmforge import tasks
 
     run = Run.open(run_dir)
     run.checkpoint(checkpoint)
     task = build_task(run, name, list(overrides))
+    own = getattr(task, "evaluate", None)
+    if not callable(own) and (guard is not None or guard_options):
+        raise ConfigError(f"--guard: task={name} is scored without a guard; a task that scores models with a guard off and on (task=safety) takes it")
     _check_run(run, task, "the run")
     data = tasks.load(task)
     for notice in data.notices:
@@ -247,16 +280,24 @@ def evaluate_task(
     if base_run is not None:
         _check_run(base_run, task, "its base run")
     columns: dict[str, dict[str, float]] = {}
+    lines: list[dict] | None = None
     started = time.perf_counter()
     with _progress(len(examples) * (2 if base_run is not None else 1)) as advance:
-        columns["run"], predictions = score_model(run, task, examples, checkpoint=checkpoint, device=device, max_tokens=max_tokens, batch_size=batch_size, progress=advance(0))
-        if base_run is not None:
-            columns["base"], _ = score_model(base_run, task, examples, checkpoint=None, device=device, max_tokens=max_tokens, batch_size=batch_size, progress=advance(len(examples)))
-    baseline = task.baseline(examples)
-    columns["baseline"] = {k: float(v) for k, v in task.score(baseline, examples).items()}
+        if callable(own):
+            report = own(run, base_run, examples, overrides=list(overrides), checkpoint=checkpoint, device=device, max_tokens=max_tokens,
+                         batch_size=batch_size, guard=guard, guard_options=list(guard_options), progress=advance)
+            columns, lines = report.pop("scores"), report.pop("predictions")
+        else:
+            columns["run"], predictions = score_model(run, task, examples, checkpoint=checkpoint, device=device, max_tokens=max_tokens, batch_size=batch_size, progress=advance(0))
+            if base_run is not None:
+                columns["base"], _ = score_model(base_run, task, examples, checkpoint=None, device=device, max_tokens=max_tokens, batch_size=batch_size, progress=advance(len(examples)))
+    if "baseline" not in columns:
+        columns["baseline"] = {k: float(v) for k, v in task.score(task.baseline(examples), examples).items()}
     out_dir = Path(out) if out else run.dir / f"eval-{name}"
-    # a task's optional report (classify: the per-class table, and the confusion matrix written into out_dir)
-    report = task.report(predictions, examples, out_dir) if callable(getattr(task, "report", None)) else {}
+    if lines is None:
+        # a task's optional report (classify: the per-class table, and the confusion matrix written into out_dir)
+        report = task.report(predictions, examples, out_dir) if callable(getattr(task, "report", None)) else {}
+        lines = [{"id": e.id, "prediction": p, "reference": e.label or e.reference} for e, p in zip(examples, predictions)]
     result = {
         "run_dir": str(run.dir),
         "checkpoint": str(run.checkpoint(checkpoint)),
@@ -276,8 +317,7 @@ def evaluate_task(
     if task.type == "classify" and parent is not None:
         result["base_note"] = "the base run has no classification head: the baseline is what the head is compared with"
     out_dir.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps({"id": e.id, "prediction": p, "reference": e.label or e.reference}, ensure_ascii=False) for e, p in zip(examples, predictions)]
-    atomic_write(out_dir / "predictions.jsonl", "".join(f"{line}\n" for line in lines))
+    atomic_write(out_dir / "predictions.jsonl", "".join(f"{json.dumps(line, ensure_ascii=False)}\n" for line in lines))
     atomic_write_json(out_dir / "eval.json", result)
     return result
 
@@ -316,32 +356,33 @@ class _progress:
 
 
 def table(result: dict) -> str:
-    """The scores as a rich table (run, base, gain, baseline), and a classifier's per-class table."""
+    """The scores as a rich table (run, base, gain, baseline; or the columns a task's own
+    ``evaluate`` scored, in order), its notes, and a classifier's per-class table."""
     from rich.console import Console
     from rich.table import Table
 
     scores = result["scores"]
-    names = list(scores["run"])
-    grid = Table(title=f"task={result['task']}, {result['split']} split, {result['examples']:,} examples")
+    columns = [c for c in scores if c != "baseline"]
+    names = list(dict.fromkeys(name for c in columns for name in scores[c]))
+    gains = result.get("gain") if columns == ["run", "base"] else None
+    title = f"task={result['task']}, {result['split']} split, {result['examples']:,} examples"
+    grid = Table(title=title + (f", guard={result['guard']['name']}" if result.get("guard") else ""))
     grid.add_column("metric")
-    grid.add_column("run", justify="right")
-    if "base" in scores:
-        grid.add_column("base", justify="right")
-        grid.add_column("gain", justify="right")
-    grid.add_column("baseline", justify="right")
+    for column in [*columns, *(["gain"] if gains is not None else []), "baseline"]:
+        grid.add_column(column, justify="right")
     for name in names:
-        row = [name, f"{scores['run'][name]:.4f}"]
-        if "base" in scores:
-            gain = result["gain"].get(name)
-            row += [f"{scores['base'].get(name, float('nan')):.4f}", f"{gain:+.4f}" if gain is not None else ""]
+        row = [name, *(f"{scores[c][name]:.4f}" if name in scores[c] else "n/a" for c in columns)]
+        if gains is not None:
+            row.append(f"{gains[name]:+.4f}" if name in gains else "")
         baseline = scores["baseline"].get(name)
         row.append(f"{baseline:.4f}" if baseline is not None else "n/a")
         grid.add_row(*row)
     console = Console(width=100, record=True, force_terminal=False)
     with console.capture() as captured:
         console.print(grid)
-        if note := result.get("base_note"):
-            console.print(note)
+        for note in [result.get("base_note"), *result.get("notes", [])]:
+            if note:
+                console.print(note)
         if per_class := result.get("per_class"):
             classes = Table(title="per class")
             for column in ("class", "precision", "recall", "f1", "support"):

@@ -46,7 +46,8 @@ class TaskData:
 
     ``splits`` maps ``train``, ``validation`` and ``test`` to lists of ``Example`` (in the
     order of the source); ``data["test"]`` is ``data.splits["test"]``. ``skipped`` counts
-    records left out, by reason (``malformed_json``, ``duplicate_id``); ``notices`` holds
+    records left out, by reason (``malformed_json``, ``duplicate_id``, and the task's own
+    ``skip_reason``: a preference pair's ``identical_replies``); ``notices`` holds
     one line per problem worth telling the user, already naming the file and line.
     ``labels`` is a classify task's sorted classes (from the training split), else [].
     ``source`` says what was read, for logs.
@@ -209,7 +210,8 @@ def records(task: Task, skipped: Counter, notices: list[str]) -> Iterator[tuple[
             break
         values = {}
         for name, column in mapping.items():
-            if row.get(column) is None or (isinstance(row[column], str) and not row[column].strip()):
+            empty = isinstance(row.get(column), str) and not row[column].strip()
+            if row.get(column) is None or (empty and name not in task.may_be_empty):
                 columns = ", ".join(sorted(map(str, row))) or "none"
                 raise DataError(
                     f"{where}: no value for the task's field {name!r} (column {column!r}, task.fields.{name}); "
@@ -252,6 +254,11 @@ def load(task: Task) -> TaskData:
         except (ValueError, TypeError, KeyError) as exc:
             raise DataError(f"{where}: {exc}") from None
         example.meta.setdefault("where", where)
+        if reason := task.skip_reason(example):
+            skipped[reason] += 1
+            if skipped[reason] <= MAX_NOTICES:
+                notices.append(f"{where}: {reason.replace('_', ' ')}; record skipped")
+            continue
         split = split_of(example.id, task.config.split)
         splits[split].append(example)
         if task.type == "classify":
@@ -418,3 +425,16 @@ def render_chat(template: str, messages: list[dict[str, str]]) -> list[Segment]:
         done = full
     rest = render(len(messages), False)[len(done):]
     return segments + ([Segment(rest)] if rest else [])
+
+
+# Truncation ------------------------------------------------------------------------------
+
+def keep_ends(ids: list, budget: int) -> list:
+    """``ids`` in at most ``budget`` tokens: its head, and its last quarter of the budget
+    (a prompt's cue: ``\nSummary: ``, a chat's last turn); the middle goes. How an overlong
+    prompt is cut, in fine-tuning windows and when a run is prompted (``lmforge finetune``'s
+    decoding, ``lmforge eval --task``), so that both cut it alike."""
+    if len(ids) <= budget:
+        return ids
+    tail = budget // 4
+    return ids[: budget - tail] + (ids[-tail:] if tail else [])

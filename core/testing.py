@@ -565,7 +565,8 @@ class TaskContract(ComponentContract):
     the demo must build with no download. The suite checks the declared ``type``,
     ``fields``, ``metrics`` and ``special_tokens``; that the demo is the same twice, holds
     at least ``min_demo`` records with every field, and formats into examples (a target
-    segment after a prompt for a generative task, a label for a classify task); that the
+    segment after a prompt for a generative task, a label for a classify task, a rejected
+    sequence after the same prompt for a preference task); that the
     split is disjoint and the same on a second load; that every special token appears in
     the formatted text; and that ``score`` returns the metrics not ending in ``loss``
     (those the engine measures), rates the references as predictions at least as high as
@@ -587,7 +588,7 @@ class TaskContract(ComponentContract):
 
     def test_declares_type_fields_and_metrics(self):
         cls = self.component
-        assert cls.type in ("generate", "classify"), f"type is {cls.type!r}: generate or classify"
+        assert cls.type in ("generate", "classify", "preference"), f"type is {cls.type!r}: generate, classify or preference"
         assert cls.fields and all(isinstance(f, str) and f for f in cls.fields), "fields must name the record fields the task reads"
         assert cls.metrics and len(set(cls.metrics)) == len(cls.metrics), "metrics must name the task's metrics, once each"
         assert isinstance(cls.special_tokens, tuple) and all(isinstance(t, str) and t for t in cls.special_tokens)
@@ -610,11 +611,16 @@ class TaskContract(ComponentContract):
         assert examples
         for e in examples:
             assert isinstance(e, Example) and e.id and e.segments and all(isinstance(s, Segment) for s in e.segments)
-            if self.component.type == "generate":
+            if self.component.type in ("generate", "preference"):
                 assert any(s.target for s in e.segments), f"{e.id}: no target segment"
                 assert e.prompt and e.reference.strip(), f"{e.id}: a generative example needs a prompt and a reference"
-            else:
+            if self.component.type == "classify":
                 assert e.label and not any(s.target for s in e.segments), f"{e.id}: a classify example has a label and no target"
+            if self.component.type == "preference":
+                assert e.rejected and sum(s.target for s in e.rejected) == 1, f"{e.id}: a preference pair's rejected sequence needs one target segment"
+                rejected = Example(e.id, e.rejected)
+                assert rejected.prompt == e.prompt, f"{e.id}: the chosen and rejected replies must follow the same prompt"
+                assert rejected.reference.strip() and rejected.reference != e.reference, f"{e.id}: the rejected reply must differ from the chosen one"
         if self.component.type == "classify":
             assert data.labels == sorted({e.label for e in data["train"]})
 

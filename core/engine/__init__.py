@@ -108,17 +108,20 @@ def window_data(
     val_batches: int = 0,
     what: str = "data.batch_size",
     documents: "tuple[np.ndarray, np.ndarray] | None" = None,
+    tokens_per_window: int | None = None,
 ) -> "L.LightningDataModule":
     """A data module over ready-made ``(inputs, targets)`` windows, each an (N, T) array, with
     -100 in ``targets`` where nothing is predicted (a task's prompts, padding). Training reads
     every window once per pass, in an order seeded by ``(seed, pass)``, for ``max_steps`` steps,
     and resumes at the exact window; ``what`` is the config key a too-small split's error names.
     With ``documents`` (each position's document id in ``train`` and ``val``, (N, T) arrays) the
-    batches also carry them, ``(inputs, targets, documents)``, for document-masked attention."""
+    batches also carry them, ``(inputs, targets, documents)``, for document-masked attention.
+    A window of another shape (a preference pair's (5, T) rows) counts ``tokens_per_window``
+    tokens for throughput, and its last axis is the sequence length."""
     from lmforge.engine.data import WindowDataModule
 
     return WindowDataModule(train, val, batch_size=batch_size, seed=seed, max_steps=max_steps, accumulate=accumulate,
-                            val_batches=val_batches, what=what, documents=documents)
+                            val_batches=val_batches, what=what, documents=documents, tokens_per_window=tokens_per_window)
 
 
 def fit(

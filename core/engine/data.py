@@ -339,9 +339,11 @@ class WindowDataModule(L.LightningDataModule):
 
     def __init__(self, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray], *, batch_size: int,
                  seed: int, max_steps: int, accumulate: int = 1, val_batches: int = 0, num_workers: int = 0,
-                 what: str = "data.batch_size", documents: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+                 what: str = "data.batch_size", documents: tuple[np.ndarray, np.ndarray] | None = None,
+                 tokens_per_window: int | None = None) -> None:
         super().__init__()
         self.documents = documents  # (train, val): each position's document id, carried as a third tensor
+        self.tokens_per_window = tokens_per_window  # None: seq_len
         self.train_pairs, self.val_pairs, self.batch_size, self.seed = train, val, batch_size, seed
         self.samples_per_rank = max_steps * accumulate * batch_size
         self.val_batches, self.num_workers, self.what = val_batches, num_workers, what
@@ -350,11 +352,11 @@ class WindowDataModule(L.LightningDataModule):
 
     @property
     def seq_len(self) -> int:
-        return int(self.train_pairs[0].shape[1])
+        return int(self.train_pairs[0].shape[-1])
 
     @property
     def tokens_per_batch(self) -> int:
-        return self.batch_size * self.seq_len
+        return self.batch_size * (self.tokens_per_window or self.seq_len)
 
     def _ranks(self) -> tuple[int, int]:
         trainer = self.trainer

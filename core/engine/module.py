@@ -55,7 +55,9 @@ class LMModule(L.LightningModule):
     """Trains on ``(inputs, targets)`` batches, both (B, T), targets -100 where not predicted.
 
     The objective (causal or masked) lives in the batches the data module builds, so this
-    module only computes ``lm_loss(model(inputs).logits, targets)``. Under
+    module only computes ``lm_loss(model(inputs).logits, targets)``, unless the model
+    defines its own ``training_loss(inputs, targets) -> LossParts`` (a wrapper training on
+    preference pairs); validation always scores ``model(inputs).logits``. Under
     ``trainer.compile`` the loss is compiled together with the model, so the fp32 upcast and
     the cross-entropy fuse instead of writing an fp32 copy of the (B, T, V) logits. A fused
     ``trainer.kernels`` path (``lmforge.engine.kernels``) replaces that pair: the model hands
@@ -153,6 +155,8 @@ class LMModule(L.LightningModule):
         return model(inputs, **({} if documents is None else {"documents": documents})).logits  # (B, T) -> (B, T, V)
 
     def _loss(self, inputs: torch.Tensor, targets: torch.Tensor, documents: torch.Tensor | None = None) -> LossParts:
+        if (own := getattr(self.model, "training_loss", None)) is not None:
+            return own(inputs, targets)  # a model trained on something else than next tokens (preference pairs)
         extra = {} if documents is None else {"documents": documents}
         if self._fused is None:
             return lm_loss(self.model(inputs, **extra).logits, targets, self.loss_cfg)

@@ -91,11 +91,20 @@ def embed(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
 
 
 def _scorer(model: torch.nn.Module, ids: torch.Tensor, target: Target, holder: list):
-    """f(embeddings (N, T, C)) -> (N,): the target's log-probability for each row."""
+    """f(embeddings (N, T, C)) -> (N,): the target's log-probability for each row.
+
+    A model with ``supports_features`` sends only the target position through its head:
+    the (N, T, V) logits, their backward and the head's matmul at every other position
+    would cost IG about a tenth of its time for nothing. Others give their logits."""
+    features = getattr(model, "supports_features", False)
 
     def f(embeds: torch.Tensor) -> torch.Tensor:
         holder[0] = embeds
-        logits = model(ids[None].expand(embeds.size(0), -1)).logits[:, target.position].float()  # (N, V)
+        rows = ids[None].expand(embeds.size(0), -1)  # (N, T)
+        if features:
+            logits = model.lm_head(model(rows, return_logits=False).features[:, target.position]).float()  # (N, V)
+        else:
+            logits = model(rows).logits[:, target.position].float()  # (N, V)
         return logits.log_softmax(-1)[:, target.token]
 
     return f

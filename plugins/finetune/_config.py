@@ -20,6 +20,7 @@ from lmforge.engine.config import LossConfig, TrainerConfig, bad_value, check_co
 from lmforge.errors import ConfigError
 
 METHODS = ("full", "lora")
+PREFERENCE = ("dpo", "simpo", "orpo")  # lmforge.plugins.finetune._preference
 
 
 @dataclass
@@ -35,6 +36,11 @@ class FinetuneConfig:
     lora_alpha: float = 16.0
     lora_dropout: float = 0.0
     lora_targets: Optional[List[str]] = None  # None: every nn.Linear but the output head
+    preference: str = "dpo"  # a preference task's objective: dpo | simpo | orpo
+    beta: Optional[float] = None  # its beta (orpo: lambda); None: the objective's default
+    simpo_gamma: float = 0.5  # simpo's target reward margin
+    sft_weight: float = 0.0  # weight of the chosen reply's NLL added to the preference loss (RPO)
+    reference: str = "cached"  # dpo's reference: cached log-probabilities of the base, or live (a frozen copy)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -47,6 +53,14 @@ class FinetuneConfig:
         check_count(self, "lora_r", 1, 8)
         if not 0.0 <= self.lora_dropout < 1.0:
             raise bad_value("lora_dropout", self.lora_dropout, "must be at least 0 and below 1", 0.05)
+        if self.preference not in PREFERENCE:
+            raise bad_value("preference", self.preference, f"must be one of {', '.join(PREFERENCE)}", "simpo")
+        if self.beta is not None and not (isinstance(self.beta, (int, float)) and 0 < self.beta < float("inf")):
+            raise bad_value("beta", self.beta, "must be above 0, or null for the objective's default (dpo 0.1, simpo 2.0, orpo 0.1)", 0.1)
+        if not self.sft_weight >= 0:
+            raise bad_value("sft_weight", self.sft_weight, "must be 0 or more", 1.0)
+        if self.reference not in ("cached", "live"):
+            raise bad_value("reference", self.reference, "must be cached or live", "cached")
         if self.lora_targets is not None and not self.lora_targets:
             raise bad_value("lora_targets", self.lora_targets, "must name at least one module, or be null for every linear", ["qkv"])
 

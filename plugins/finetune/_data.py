@@ -10,9 +10,16 @@
   window is padding with target -100. ``packing=False`` puts one example in each window.
   Every window records the example each position belongs to (``documents``: its index
   in the split, -1 at padding), what document-masked attention needs.
-- An example longer than a window is cut to its last ``seq_len + 1`` tokens (its target
-  and the end of its prompt) under ``overlong=truncate``, or left out under ``drop``;
-  both are counted.
+- An example longer than a window is cut under ``overlong=truncate``, or left out under
+  ``drop``; both are counted. The cut drops the middle of the prompt (the tokens before
+  the first target), as summarization systems drop a document's end rather than its
+  beginning: ``keep_ends`` keeps the prompt's head (where a function's ``def`` line or
+  an article's lead is) and its last quarter (the template's cue, ``\nSummary: ``, or a
+  chat's last turn and role tokens), and the target stays whole, eos included. Only a
+  target too long for half the window is cut too, at its end (the prompt keeping the
+  other half), so the model still sees how the reply starts. Generation cuts a prompt
+  the same way (``keep_ends``, in ``decode`` and ``lmforge.task_eval.prompt_ids``), so
+  that a model sees at decoding time what it was trained on.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from lmforge.tasks import keep_ends
 
 IGNORE = -100  # cross_entropy's ignore_index
 
@@ -70,12 +79,18 @@ def pairs(ids: list[int], target: list[bool]) -> tuple[list[int], list[int]]:
 
 
 def fit_length(example: Encoded, seq_len: int, overlong: str) -> Encoded | None:
-    """The example cut to ``seq_len + 1`` tokens (its end: the target), or None to drop it."""
-    if len(example.ids) <= seq_len + 1:
+    """The example in ``seq_len + 1`` tokens, or None to drop it; see the module docstring."""
+    size = seq_len + 1
+    if len(example.ids) <= size:
         return example
     if overlong == "drop":
         return None
-    return Encoded(example.ids[-(seq_len + 1):], example.target[-(seq_len + 1):])
+    start = next((i for i, t in enumerate(example.target) if t), len(example.ids))  # the prompt is ids[:start]
+    rest = len(example.ids) - start  # the target, and any turns after it
+    keep = max(size - rest, min(start, size // 2))  # the prompt's share: all the room the rest leaves, at least half
+    prompt = keep_ends(list(range(start)), keep)
+    positions = prompt + list(range(start, start + size - len(prompt)))
+    return Encoded([example.ids[i] for i in positions], [example.target[i] for i in positions])
 
 
 def pack(encoded: list[Encoded], seq_len: int, *, pad_id: int, packing: bool, overlong: str, seed: int) -> Packed:

@@ -94,6 +94,11 @@ def merge(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+def architecture(pl_module) -> torch.nn.Module:
+    """The adapted architecture: the module's model, or the policy a preference wrapper trains."""
+    return getattr(pl_module.model, "policy", pl_module.model)
+
+
 class MergeOnSave(Callback):
     """Checkpoints hold the merged weights; the adapters ride along for ``resume=``. See the module docstring."""
 
@@ -101,7 +106,7 @@ class MergeOnSave(Callback):
         pl_module.strict_loading = False  # a checkpoint's merged names are not the adapted model's; on_load_checkpoint restores
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
-        model = pl_module.model
+        model = architecture(pl_module)
         state = checkpoint["state_dict"]
         others = {k: v for k, v in state.items() if not k.startswith(PREFIX)}  # the module's own buffers (skipped_steps)
         checkpoint["state_dict"] = {**{PREFIX + k: v for k, v in merged_state(model).items()}, **others}
@@ -111,9 +116,9 @@ class MergeOnSave(Callback):
         if ADAPTERS not in checkpoint:
             raise ConfigError("resume=: the checkpoint holds no LoRA adapters (it was not written by finetune.method=lora): resume with the run's own finetune.method")
         adapters = checkpoint[ADAPTERS]
-        missing = set(adapter_state(pl_module.model)) - set(adapters)
+        missing = set(adapter_state(architecture(pl_module))) - set(adapters)
         if missing:
             raise ConfigError(f"resume=: the checkpoint's LoRA adapters do not fit this run's ({len(missing)} missing, e.g. {sorted(missing)[0]}): resume with the run's finetune.lora_* settings")
-        pl_module.model.load_state_dict(adapters, strict=False)
+        architecture(pl_module).load_state_dict(adapters, strict=False)
         others = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(PREFIX)}
         pl_module.load_state_dict(others, strict=False)

@@ -36,7 +36,7 @@ def finetune(cfg: DictConfig, run_dir: Path, launch_dir: Path) -> float:
     task = spec.task.build()
     log.info("base: %s (model=%s); task: %s (%s)", base.dir, base.spec.model.name, task.name, spec.task.provenance)
     objective = base.spec.model.entry.cls.objective
-    if task.type != "classify" and objective != "causal":
+    if task.type in ("generate", "preference") and objective != "causal":
         raise ConfigError(
             f"task={task.name} is generative (the model writes a reply after a prompt), but base={spec.base} is a "
             f"{objective} language model (model={base.spec.model.name}), which cannot generate text: fine-tune a causal "
@@ -48,6 +48,8 @@ def finetune(cfg: DictConfig, run_dir: Path, launch_dir: Path) -> float:
             f"finetune.seq_len={seq_len}: longer than the base run's context (data.seq_len={base.spec.data.seq_len}), "
             f"which sizes its position table: set finetune.seq_len={base.spec.data.seq_len} or less"
         )
+    if task.type == "preference":
+        aligned_format(base, task, spec.base)
     run_spec = spec.as_run_spec(base.spec)
     resume = resume_from(spec, run_spec)
     engine.seed(spec.seed)
@@ -67,18 +69,31 @@ def finetune(cfg: DictConfig, run_dir: Path, launch_dir: Path) -> float:
     if template := chat_template(task):
         atomic_write(run_dir / TEMPLATE_FILE, template)
 
+    callbacks, base_scores = [], None
     if task.type == "classify":
         from lmforge.plugins.finetune import _classify
 
         prepared = _classify.prepare(model, tokenizer, task, splits, objective=objective, seq_len=seq_len,
                                      batch_size=spec.finetune.batch_size, seed=spec.seed)
         trained, data, vocab, counts = prepared.model, prepared.data, prepared.vocab_size, prepared.counts
+    elif task.type == "preference":
+        from lmforge.plugins.finetune import _preference
+
+        base_scores = preference_base_scores(spec, task, model, tokenizer, splits["validation"])
+        callbacks = method_callbacks(spec, model, tokenizer.vocab_size)  # LoRA on the policy, before it is wrapped
+        prepared = _preference.prepare(model, tokenizer, task, splits, spec, seq_len=seq_len, run_dir=run_dir, resumed=resume,
+                                       base_checkpoint=str(base.default_checkpoint), device=_device(spec.trainer.accelerator))
+        base_loss = prepared.base.pop("loss")  # the preference loss at the start: ln 2 for dpo
+        base_scores.update(prepared.base)
+        trained, data, vocab, counts = prepared.model, prepared.data, prepared.vocab_size, prepared.counts
+        callbacks += prepared.callbacks
     else:
         data, counts = windows(spec, task, tokenizer, splits, seq_len, model)
         trained, vocab, prepared = model, tokenizer.vocab_size, None
-    callbacks = method_callbacks(spec, trained, tokenizer.vocab_size)
-    base_loss = None
-    if task.type != "classify":
+    if task.type != "preference":
+        callbacks = method_callbacks(spec, trained, tokenizer.vocab_size)
+        base_loss = None
+    if task.type not in ("classify", "preference"):
         base_loss = held_out_loss(spec, trained, data, vocab)
         log.info("base model's held-out target loss: %.4f", base_loss)
     params = sum(p.numel() for p in trained.parameters())
@@ -100,12 +115,20 @@ def finetune(cfg: DictConfig, run_dir: Path, launch_dir: Path) -> float:
     )
     if not fitted.is_global_zero:
         return fitted.metrics["val_loss"]
+    if task.type == "preference":
+        trained = trained.policy  # the architecture: what the checkpoints hold and the metrics decode with
     if spec.finetune.method == "lora":
         from lmforge.plugins.finetune import _lora
 
         trained = _lora.merge(trained)
     trained = trained.to(fitted.device)
-    if prepared is not None:
+    if task.type == "preference":
+        from lmforge.plugins.finetune import _preference
+
+        scores, baseline = task_scores(spec, task, trained, tokenizer, spread(splits["validation"], spec.finetune.eval_examples), fitted, None, run_dir)
+        scores = {**_preference.scores(fitted.metrics), **scores}
+        fitted.metrics = {k: v for k, v in fitted.metrics.items() if not k.startswith(TWO_CLASS)}
+    elif prepared is not None:
         from lmforge.plugins.finetune import _classify
 
         _classify.save_head(run_dir, prepared.head)
@@ -114,11 +137,12 @@ def finetune(cfg: DictConfig, run_dir: Path, launch_dir: Path) -> float:
     else:
         scores, baseline = task_scores(spec, task, trained, tokenizer, splits["validation"], fitted, base_loss, run_dir)
     sizes = {"params": params, "trainable_params": trainable, "examples": {name: len(found) for name, found in splits.items()}, "data": counts}
-    write_records(spec, base, task, fitted, scores, baseline, base_loss, sizes, run_dir, launch_dir)
+    write_records(spec, base, task, fitted, scores, baseline, base_loss, sizes, run_dir, launch_dir, base_scores)
     return fitted.metrics["val_loss"]
 
 
-def write_records(spec, base, task, fitted, scores: dict, baseline: dict, base_loss, sizes: dict, run_dir: Path, launch_dir: Path) -> None:
+def write_records(spec, base, task, fitted, scores: dict, baseline: dict, base_loss, sizes: dict, run_dir: Path, launch_dir: Path,
+                  base_scores: dict | None = None) -> None:
     """summary.json, manifest.json (complete) and curves.png: what a finished fine-tune leaves behind."""
     summary = {
         **fitted.metrics,  # val_loss: the held-out loss on target tokens only
@@ -126,6 +150,7 @@ def write_records(spec, base, task, fitted, scores: dict, baseline: dict, base_l
         "task": task.name,
         "metrics": scores,  # the task's metrics on the validation split
         "baseline": baseline,  # the task's trivial baseline on the same examples
+        **({"base_metrics": base_scores} if base_scores is not None else {}),  # the base model's task metrics, before training
         "method": spec.finetune.method,
         "tokens_seen": fitted.tokens,
         "tokens_per_s": fitted.tokens_per_s,
@@ -140,10 +165,38 @@ def write_records(spec, base, task, fitted, scores: dict, baseline: dict, base_l
     atomic_write_json(run_dir / "manifest.json", run_manifest(spec, base, task, sizes["data"], launch_dir, complete=True))
     if (run_dir / "metrics.csv").is_file():
         engine.plot_curves(run_dir / "metrics.csv", run_dir / "curves.png")
-    shown = ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
+    shown = ", ".join(f"{k} {v:.4f}" + (f" (base {base_scores[k]:.4f})" if k in (base_scores or {}) else "") for k, v in scores.items())
     log.info("val loss %.4f (base %s); %s (baseline: %s); run directory %s", fitted.metrics["val_loss"],
              "n/a" if base_loss is None else f"{base_loss:.4f}", shown or "no task metrics",
              ", ".join(f"{k} {v:.4f}" for k, v in baseline.items() if v is not None) or "none", run_dir)
+
+
+TWO_CLASS = ("val_top1", "val_top5", "val_precision", "val_recall", "val_f1", "val_ppl")  # the [z, 0] logits' artifacts
+
+
+def preference_base_scores(spec: FinetuneSpec, task, model, tokenizer, examples: list) -> dict:
+    """The base model's ``win_rate`` on the validation pairs, decoded before any training."""
+    n = min(spec.finetune.eval_examples, len(examples))
+    if n == 0:
+        return {}
+    device = _device(spec.trainer.accelerator)
+    chosen = spread(examples, n)
+    replies = decode(model.to(device), tokenizer, chosen, spec.finetune.max_new_tokens, stop=task.special_tokens)
+    model.cpu()
+    return {k: float(v) for k, v in task.score(replies, chosen).items()}
+
+
+def spread(examples: list, n: int) -> list:
+    """``n`` examples taken evenly through the split (a file grouped by kind is sampled across its kinds)."""
+    if n >= len(examples):
+        return list(examples)
+    return [examples[i * len(examples) // n] for i in range(n)]
+
+
+def _device(accelerator: str) -> str:
+    import torch
+
+    return "cuda" if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu"
 
 
 def open_base(given: str):
@@ -181,6 +234,29 @@ def extend_tokenizer(base, task) -> tuple[Any, list[str]]:
     return tokenizer, missing
 
 
+def aligned_format(base, task, given: str) -> None:
+    """A preference task lays its pairs out as the base chats: with the base run's chat
+    template when ``task.template`` is "" and the base has one (a chat fine-tune), and never
+    with special tokens its tokenizer lacks (new, untrained tokens would be all the
+    preference could learn from: fine-tune on the format first)."""
+    from lmforge import tasks
+
+    own = base.dir / TEMPLATE_FILE
+    if not task.config.template and own.is_file():
+        task.config.template = own.read_text(encoding="utf-8")
+        log.info("task.template: the chat template of base=%s (%s)", given, own)
+    sample = "".join(s.text for s in tasks.render_chat(tasks.template_of(task), [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]))
+    backend = getattr(base.tokenizer, "tok", None)
+    missing = [t for t in task.special_tokens if t in sample and not _known(base.tokenizer, backend, t)]
+    if missing:
+        raise ConfigError(
+            f"base={given}: its tokenizer (tokenizer={base.spec.tokenizer.name}) has no token for {', '.join(missing)}, which "
+            f"task.template lays the pairs out with, so the base has never seen this format and task={task.name} would align "
+            f"untrained tokens. Fine-tune the base on the format first (lmforge finetune task=chat base={given}) and align "
+            f"that run, or set task.template to a chat template written in the base's own text"
+        )
+
+
 def _known(tokenizer, backend, token: str) -> bool:
     if backend is not None and hasattr(backend, "token_to_id"):
         return backend.token_to_id(token) is not None
@@ -206,7 +282,8 @@ def resume_from(spec: FinetuneSpec, run_spec) -> str | None:
         before = OmegaConf.to_container(OmegaConf.load(recorded))
         now = spec.record()
         keys = {"base": lambda r: str(Path(r["base"]).expanduser().resolve()), "task": lambda r: r["task"]["name"],
-                **{f"finetune.{k}": (lambda r, k=k: r["finetune"][k]) for k in ("method", "packing", "seq_len", "lora_r", "lora_targets")}}
+                **{f"finetune.{k}": (lambda r, k=k: r["finetune"].get(k)) for k in ("method", "packing", "seq_len", "lora_r", "lora_targets",
+                                                                                  "preference", "beta", "simpo_gamma", "sft_weight")}}
         changed = [f"{k}={get(now)} (the checkpoint's run had {get(before)})" for k, get in keys.items() if get(now) != get(before)]
         if changed:
             raise ConfigError(f"resume={spec.resume}: {'; '.join(changed)}. Resume with the run's values, or start a new fine-tune without resume=")
@@ -228,7 +305,7 @@ def chat_template(task) -> str | None:
     """The chat template a task trains with: a task over OpenAI ``messages`` renders them with one."""
     if own := getattr(task, "chat_template", None):
         return own
-    if "messages" in task.fields:
+    if "messages" in task.fields or task.type == "preference":  # a preference task lays its pairs out with one
         from lmforge import tasks
 
         return tasks.template_of(task)
@@ -327,7 +404,7 @@ def decode(model, tokenizer, examples: list, max_new_tokens: int, stop=()) -> li
         last = max((i for i, s in enumerate(ex.segments) if s.target), default=len(ex.segments))
         head = type(ex)(ex.id, ex.segments[:last])
         ids = _data.encode([head], tokenizer, None)[0].ids
-        prompts.append(ids[-budget:])
+        prompts.append(_data.keep_ends(ids, budget))  # cut as fine-tuning cut it: head and cue kept
     sampling = Sampling(max_tokens=max_new_tokens, temperature=0.0, top_k=None, seed=0, stop=tuple(stop))
     return [c.text.strip() for c in complete(model, tokenizer, prompts, sampling)]
 

@@ -20,6 +20,19 @@ from typing import Any, Callable, TextIO
 from lmforge.contracts import Guard, Scanner, Verdict
 
 
+STAGES = ("prompt", "reply")  # what a guard may check (GuardConfig.check)
+
+
+class _Unchecked(Scanner):
+    """A reply the guard does not check (``check=[prompt]``): released as it comes, allowed."""
+
+    def feed(self, chunk: str) -> tuple[str, Verdict]:
+        return chunk, Verdict()
+
+    def finish(self) -> tuple[str, Verdict]:
+        return "", Verdict()
+
+
 def add_guard_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guard", metavar="NAME", help="check the prompt and the reply with this guard: none, lexicon, classifier... (default: the run's config `guard`, else none)")
     parser.add_argument("--guard-option", action="append", default=[], metavar="KEY=VALUE", help="an option of the guard, e.g. action=flag, lexicon=[word] (repeatable)")
@@ -40,13 +53,29 @@ class Guarded:
     def refusal(self) -> str:
         return self.guard.config.refusal
 
+    def __post_init__(self) -> None:
+        from lmforge.errors import ConfigError
+
+        check = list(getattr(self.guard.config, "check", STAGES))
+        if not check or set(check) - set(STAGES):
+            raise ConfigError(f"guard check={check}: name what the guard checks, prompt, reply or both; e.g. --guard-option check=[prompt]")
+        self.stages = frozenset(check)
+
     def check_prompt(self, text: str, where: str = "prompt") -> Verdict:
+        """The guard's verdict on a prompt (allow when it checks replies only), logged."""
+        if "prompt" not in self.stages:
+            return Verdict()
         verdict = self.guard.check(text)
         self.log(where, verdict, text)
         return verdict
 
+    def check_reply(self, text: str) -> Verdict:
+        """The guard's verdict on a whole reply (allow when it checks prompts only), not logged."""
+        return self.guard.check(text) if "reply" in self.stages else Verdict()
+
     def scanner(self) -> Scanner:
-        return self.guard.scanner()
+        """A scanner of one streamed reply; one that lets everything through when the guard checks prompts only."""
+        return self.guard.scanner() if "reply" in self.stages else _Unchecked(self.guard)
 
     def log(self, stage: str, verdict: Verdict, text: str) -> None:
         """One JSON line for a block or a flag; an allow is not logged."""

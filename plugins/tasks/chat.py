@@ -27,23 +27,33 @@ END = "<|end|>"
 SYSTEM = "You answer questions about the Python standard library in one sentence."
 
 
-def messages_of(value: Any) -> list[dict[str, str]]:
-    """A record's messages, checked: a list (or its JSON text) of role/content objects with an assistant turn."""
+def messages_of(value: Any, field: str = "messages", need_reply: bool = True) -> list[dict[str, str]]:
+    """A record's messages, checked: a list (or its JSON text) of role/content objects, with an
+    assistant turn unless ``need_reply`` is false. ``field`` is the task field errors name."""
     if isinstance(value, str):
         try:
             value = json.loads(value)
         except ValueError as exc:
-            raise ValueError(f"messages is text that is not JSON ({exc}); give a list of {{role, content}} objects (task.fields.messages)") from None
+            raise ValueError(f"{field} is text that is not JSON ({exc}); give a list of {{role, content}} objects (task.fields.{field})") from None
     if not isinstance(value, list) or not value:
-        raise ValueError(f"messages is {type(value).__name__ if value else 'empty'}, not a list of {{role, content}} objects (task.fields.messages)")
+        raise ValueError(f"{field} is {type(value).__name__ if value else 'empty'}, not a list of {{role, content}} objects (task.fields.{field})")
     out = []
     for i, m in enumerate(value):
         if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
-            raise ValueError(f"messages[{i}] is {json.dumps(m)[:80]}: each message needs a role ({', '.join(ROLES)}) and a text content (task.fields.messages)")
+            raise ValueError(f"{field}[{i}] is {json.dumps(m)[:80]}: each message needs a role ({', '.join(ROLES)}) and a text content (task.fields.{field})")
         out.append({"role": m["role"], "content": m["content"]})
-    if not any(m["role"] == "assistant" for m in out):
-        raise ValueError("the conversation has no assistant turn, so there is nothing to train on (task.fields.messages)")
+    if need_reply and not any(m["role"] == "assistant" for m in out):
+        raise ValueError(f"the conversation has no assistant turn, so there is nothing to train on (task.fields.{field})")
     return out
+
+
+def reply_text(text: str, tokens: tuple[str, ...]) -> str:
+    """A reply decoded after a chat template's generation prompt, as text: cut at the
+    end-of-turn token, the template's role ``tokens`` removed."""
+    text = text.split(END, 1)[0]
+    for token in tokens:
+        text = text.replace(token, "")
+    return text.strip()
 
 
 class Chat(Task):
@@ -82,10 +92,7 @@ class Chat(Task):
 
     def reply(self, text: str) -> str:
         """A decoded reply as text: cut at the end-of-turn token, role tokens removed."""
-        text = text.split(END, 1)[0]
-        for token in self.special_tokens:
-            text = text.replace(token, "")
-        return text.strip()
+        return reply_text(text, self.special_tokens)
 
     def score(self, predictions: list[str], examples: list[Example]) -> dict[str, float]:
         from lmforge.plugins.tasks.summarize import rouge

@@ -30,3 +30,15 @@ def base_run(tmp_path_factory, finetune_env) -> Path:
     root = tmp_path_factory.mktemp("base")
     lmforge("train", *BASE, f"hydra.run.dir={root / 'run'}", cwd=root, env=finetune_env)
     return root / "run"
+
+
+@pytest.fixture(scope="session")
+def chat_base(base_run, tmp_path_factory, finetune_env) -> Path:
+    """``base_run`` fine-tuned on task=chat for a few steps: a base that knows the chat format,
+    which preference optimization (task=dpo) aligns."""
+    from finetune_support import SHORT, finetune
+
+    root = tmp_path_factory.mktemp("chat_base")
+    finetune(root, finetune_env, f"base={base_run}", "task=chat", *SHORT, "trainer.max_steps=10", "trainer.val_check_interval=10",
+             "finetune.eval_examples=0", f"hydra.run.dir={root / 'run'}")
+    return root / "run"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lmforge.contracts import Example, Segment
-from lmforge.plugins.finetune._data import IGNORE, Encoded, encode, pack, pairs
+from lmforge.plugins.finetune._data import IGNORE, Encoded, encode, fit_length, keep_ends, pack, pairs
 
 
 class Chars:
@@ -71,10 +71,40 @@ def test_overlong_examples_are_truncated_or_dropped_and_counted(overlong, kept):
     packed = pack(encoded, 8, pad_id=1, packing=False, overlong=overlong, seed=0)
     assert packed.counts["truncated" if overlong == "truncate" else "dropped"] == 1
     assert packed.counts["windows"] == kept
-    if overlong == "truncate":  # the end is kept: the whole target and the end of the prompt
+    if overlong == "truncate":  # the whole target, the prompt's head and last token (of 4 left: a quarter)
         row = packed.documents.tolist().index([2] * 8)
-        assert packed.inputs[row].tolist() == list(range(51, 59))
+        assert packed.inputs[row].tolist() == [40, 41, 42, 54, 55, 56, 57, 58]
         assert [t for t in packed.targets[row].tolist() if t != IGNORE] == list(range(55, 60))
+
+
+def test_truncation_drops_the_middle_of_the_prompt_keeping_its_head_cue_and_target():
+    """A long function keeps its def line, the template's cue and the whole summary, eos included."""
+    body = "".join(f"    x{i} = {i}\n" for i in range(40))
+    ex = Example("1", [Segment(f"def name(a):\n{body}\nSummary: "), Segment("does it", target=True)])
+    tokenizer = Chars()
+    [enc] = encode([ex], tokenizer, eos=0)
+    fitted = fit_length(enc, 63, "truncate")
+    assert len(fitted.ids) == 64
+    prompt = tokenizer.encode_batch(["def name(a):", "\nSummary: ", "does it"])
+    assert fitted.ids[: len(prompt[0])] == prompt[0]
+    assert fitted.ids[-8 - len(prompt[1]) : -8] == prompt[1]
+    assert fitted.ids[-8:] == prompt[2] + [0] and fitted.target[-8:] == [True] * 8 and not any(fitted.target[:-8])
+    packed = pack([enc], 63, pad_id=1, packing=False, overlong="truncate", seed=0)
+    assert packed.counts["truncated"] == 1 and packed.counts["target_positions"] == 8
+
+
+def test_a_target_too_long_for_half_the_window_keeps_its_start():
+    """The prompt keeps half the window; the reply keeps its first tokens, so no eos ends it."""
+    enc = Encoded(list(range(100, 130)), [False] * 10 + [True] * 20)
+    fitted = fit_length(enc, 15, "truncate")
+    assert fitted.ids == [100, 101, 102, 103, 104, 105, 108, 109] + list(range(110, 118))
+    assert fitted.target == [False] * 8 + [True] * 8
+
+
+def test_generation_cuts_a_prompt_as_training_does():
+    """``keep_ends``, which decoding uses, keeps the head and the last quarter of the budget."""
+    assert keep_ends(list(range(10)), 10) == list(range(10))
+    assert keep_ends(list(range(20)), 8) == [0, 1, 2, 3, 4, 5, 18, 19]
 
 
 def test_batches_carry_each_positions_example_for_document_masking():

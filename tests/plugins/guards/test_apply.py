@@ -97,7 +97,7 @@ def test_the_guard_recorded_in_the_runs_config_applies(run_dir, tmp_path, capsys
     [
         (["--guard", "nosuch"], r"guard=nosuch: no guard named 'nosuch' is registered. Available: classifier, lexicon, none"),
         (["--guard", "lexicon", "--guard-option", "action=stop"], r"guard.action='stop': use block"),
-        (["--guard", "lexicon", "--guard-option", "colour=red"], r"guard.colour: .*The options of guard=lexicon are: refusal, builtin"),
+        (["--guard", "lexicon", "--guard-option", "colour=red"], r"guard.colour: .*The options of guard=lexicon are: refusal, check, builtin"),
         (["--guard-option", "action=flag"], r"without --guard: name the guard"),
         (["--guard", "lexicon", "--guard-option", "action"], r"--guard-option 'action': write KEY=VALUE"),
     ],
@@ -137,3 +137,30 @@ def test_chat_refuses_a_blocked_message_and_cuts_a_reply(run_dir):
     assert text.startswith("Sorry, I can't help with that.\n")
     assert text.split("\n")[1] == reply[:start] + " [stopped by the guard]", (text, reply, word)
     assert [r["stage"] for r in guarded.logged] == ["message", "reply"]
+
+
+@pytest.mark.parametrize("check, prompt_blocked, reply_blocked", [
+    (["prompt", "reply"], True, True), (["prompt"], True, False), (["reply"], False, True),
+])
+def test_a_guard_checks_only_what_check_names(check, prompt_blocked, reply_blocked):
+    from lmforge.plugins.guards._apply import build
+
+    guarded = build({"name": "lexicon", "check": check})
+    assert guarded.check_prompt("you idiot").blocked is prompt_blocked
+    assert guarded.check_reply("you idiot").blocked is reply_blocked
+    scanner = guarded.scanner()
+    shown, verdict = scanner.feed("you idi")
+    more, verdict = scanner.feed("ot, go")
+    if not verdict.blocked:
+        more2, verdict = scanner.finish()
+        more += more2
+    assert verdict.blocked is reply_blocked
+    assert ("idiot" in shown + more) is not reply_blocked  # a reply checked never shows the word that blocked it
+
+
+def test_a_guard_check_naming_nothing_known_is_refused():
+    from lmforge.errors import ConfigError
+    from lmforge.plugins.guards._apply import build
+
+    with pytest.raises(ConfigError, match=r"guard check=\['answer'\]: name what the guard checks, prompt, reply or both"):
+        build({"name": "lexicon", "check": ["answer"]})
