@@ -69,7 +69,7 @@ def finetune(cfg: DictConfig, run_dir: Path, launch_dir: Path) -> float:
     if template := chat_template(task):
         atomic_write(run_dir / TEMPLATE_FILE, template)
 
-    callbacks, base_scores = [], None
+    callbacks, base_loss, base_scores = [], None, None
     if task.type == "classify":
         from lmforge.plugins.finetune import _classify
 
@@ -92,8 +92,7 @@ def finetune(cfg: DictConfig, run_dir: Path, launch_dir: Path) -> float:
         trained, vocab, prepared = model, tokenizer.vocab_size, None
     if task.type != "preference":
         callbacks = method_callbacks(spec, trained, tokenizer.vocab_size)
-        base_loss = None
-    if task.type not in ("classify", "preference"):
+    if task.type == "generate":
         base_loss = held_out_loss(spec, trained, data, vocab)
         log.info("base model's held-out target loss: %.4f", base_loss)
     params = sum(p.numel() for p in trained.parameters())
