@@ -10,6 +10,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 # A small, fast run: ~0.3 MB of the standard library, a 2-layer model, 30 steps.
+
+def write_jsonl(path: Path, rows: list, extra_lines: tuple[str, ...] = ()) -> Path:
+    """``rows`` as JSON lines at ``path`` (then ``extra_lines`` as they are, malformed ones too)."""
+    import json
+
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + "".join(extra_lines))
+    return path
+
 TINY = [
     "collector.max_bytes=300000",
     "tokenizer.vocab_size=512",

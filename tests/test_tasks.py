@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import pytest
+from support import write_jsonl
 
 from lmforge import tasks
 from lmforge.contracts import TaskConfig
@@ -22,11 +22,6 @@ PAIRS = [{"doc": f"text number {i} about topic {i % 7}", "sum": f"topic {i % 7}"
 def summarize(data: Path | str, **fields) -> Summarize:
     fields = fields or {"document": "doc", "summary": "sum"}
     return Summarize(TaskConfig(data=str(data), fields=fields, template=TEMPLATE))
-
-
-def write_jsonl(path: Path, rows: list, extra_lines: tuple[str, ...] = ()) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + "".join(extra_lines))
-    return path
 
 
 def write_delimited(path: Path, rows: list[dict], delimiter: str) -> Path:

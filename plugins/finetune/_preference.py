@@ -138,6 +138,11 @@ def token_kl(policy_logits: torch.Tensor, reference_logits: torch.Tensor, target
     return (kl * (targets != IGNORE)).sum(1)
 
 
+def as_pairs(values: torch.Tensor, b: int) -> torch.Tensor:
+    """(2B,) per sequence, chosen rows first -> (B, 2): each pair's chosen, rejected."""
+    return torch.stack([values[:b], values[b:]], 1)
+
+
 def split_batch(inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(B, 5, T) -> the 2B sequences (chosen rows first), their targets, and the pairs' indices (B,)."""
     ids = torch.cat([inputs[:, 0], inputs[:, 2]])
@@ -173,18 +178,17 @@ class PreferenceModel(torch.nn.Module):
     def stats(self, inputs: torch.Tensor) -> Stats:
         ids, targets, index = split_batch(inputs)
         b = inputs.shape[0]
-        pair = lambda x: torch.stack([x[:b], x[b:]], 1)  # noqa: E731  (2B,) -> (B, 2): chosen, rejected
         logits = self.policy(ids).logits
         logp, count = reply_logps(self.policy, ids, targets, logits)
-        policy, lengths = pair(logp), pair(count)
+        policy, lengths = as_pairs(logp, b), as_pairs(count, b)
         reference, kl = self.reference[index], torch.full((b,), float("nan"), device=ids.device)
         if self.live or not self.training:
             with torch.no_grad():
                 frozen = self._frozen(ids.device)(ids).logits
             if self.live:
-                reference = pair(reply_logps(self.frozen, ids, targets, frozen)[0])
+                reference = as_pairs(reply_logps(self.frozen, ids, targets, frozen)[0], b)
             if not self.training:
-                kl = pair(token_kl(logits.detach(), frozen, targets)).sum(1) / lengths.sum(1).clamp(min=1)
+                kl = as_pairs(token_kl(logits.detach(), frozen, targets), b).sum(1) / lengths.sum(1).clamp(min=1)
         z, chosen, rejected = preference_z(self.objective, policy, reference, lengths)
         mean = policy / lengths.clamp(min=1)
         nll = -policy[:, 0].sum() / lengths[:, 0].sum().clamp(min=1)
@@ -306,8 +310,7 @@ def reference_logps(model: torch.nn.Module, inputs: np.ndarray, *, batch_size: i
             batch = torch.from_numpy(inputs[start : start + batch_size].astype(np.int64)).to(device)
             ids, targets, _ = split_batch(batch)
             logp, _ = reply_logps(model, ids, targets)
-            b = len(batch)
-            out[start : start + b] = torch.stack([logp[:b], logp[b:]], 1).float().cpu().numpy()
+            out[start : start + len(batch)] = as_pairs(logp, len(batch)).float().cpu().numpy()
     finally:
         model.train(was_training)
     return out

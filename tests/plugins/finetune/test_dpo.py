@@ -11,7 +11,7 @@ import signal
 import pytest
 import torch
 from finetune_support import SHORT, finetune
-from support import install_hold_plugin, start_held
+from support import install_hold_plugin, start_held, write_jsonl
 
 PAIRS = [
     *({"prompt": f"Say something kind about the number {i}.", "chosen": f"{i} is a fine number.", "rejected": "Sorry, I can't help with that."} for i in range(40)),
@@ -27,9 +27,7 @@ RUN = [o for o in SHORT if not o.startswith(("trainer.max_steps", "trainer.val_c
 
 @pytest.fixture(scope="module")
 def pairs_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("pairs") / "pairs.jsonl"
-    path.write_text("".join(json.dumps(p) + "\n" for p in PAIRS))
-    return path
+    return write_jsonl(tmp_path_factory.mktemp("pairs") / "pairs.jsonl", PAIRS)
 
 
 @pytest.fixture(scope="module")

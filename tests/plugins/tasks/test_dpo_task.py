@@ -6,6 +6,7 @@ import json
 from collections import Counter
 
 import pytest
+from support import write_jsonl
 
 from lmforge import tasks
 from lmforge.contracts import Example, TaskConfig
@@ -17,11 +18,6 @@ from lmforge.testing import TaskContract
 
 class TestPreference(TaskContract):
     component = Preference
-
-
-def write_jsonl(path, records):
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    return path
 
 
 def test_the_demo_pairs_refusals_and_answers_by_label():

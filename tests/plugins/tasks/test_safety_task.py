@@ -3,10 +3,10 @@ reading and the two rates."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 
 import pytest
+from support import write_jsonl
 
 from lmforge import tasks
 from lmforge.contracts import TaskConfig
@@ -19,11 +19,6 @@ from lmforge.testing import TaskContract
 
 class TestSafety(TaskContract):
     component = Safety
-
-
-def write_jsonl(path, records):
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    return path
 
 
 def test_the_demo_holds_harmful_and_benign_prompts_split_as_task_dpo_splits_them():
